@@ -1,0 +1,117 @@
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { AppError, isAppError } from '../common/errors.ts';
+import type { Logger } from '../common/logger.ts';
+import type { Metrics } from '../common/metrics.ts';
+import type { CatalogReplica } from '../common/catalog.ts';
+import type { Store } from '../common/clickhouse.ts';
+import type { EventPublisher, TimeLimits } from '../ingest/index.ts';
+import type { DeadLetters, Meter } from '../processor/index.ts';
+import { hasScope, type ApiKeys, type Scope } from './keys.ts';
+import { registerIngestRoutes } from './routes/events.ts';
+import { registerMeterRoutes } from './routes/meters.ts';
+import { registerOpsRoutes } from './routes/ops.ts';
+import { registerAdminRoutes } from './routes/admin.ts';
+
+export interface AppDeps {
+  logger: Logger;
+  metrics: Metrics;
+  store: Store;
+  meters: CatalogReplica<Meter>;
+  keys: ApiKeys;
+  publisher: EventPublisher;
+  deadLetters: DeadLetters;
+  ingest: { maxBodyBytes: number; maxBatchEvents: number; limits: TimeLimits };
+  /** Readiness: every dependency this process needs is reachable. */
+  ready: () => Promise<Record<string, boolean>>;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Scope a route needs; routes without one are public (health, docs). */
+    scope?: Scope;
+  }
+  interface FastifyRequest {
+    apiKeyId?: string;
+  }
+}
+
+/** Composes every component's routes into one Fastify app. Inject-testable; listens only when told. */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.logger.child({ component: 'api' }) as FastifyBaseLogger,
+    bodyLimit: deps.ingest.maxBodyBytes,
+    disableRequestLogging: true,
+    ajv: { customOptions: { coerceTypes: false } },
+  });
+  // Route schemas document the API (OpenAPI); zod validates in the handlers, with errors
+  // that name each field.
+  app.setValidatorCompiler(() => () => true);
+
+  // Bodies arrive as text: ingest stores the exact bytes (numbers keep every digit).
+  app.removeContentTypeParser(['application/json', 'text/plain']);
+  app.addContentTypeParser(
+    ['application/json', 'application/cloudevents+json', 'application/cloudevents-batch+json'],
+    { parseAs: 'string' },
+    (_req, body, done) => done(null, body),
+  );
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'Meterline API', version: '0.1.0', description: 'Usage metering: CloudEvents ingest, meters, usage queries, reconciliation, dead letters.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'A Meterline API key (ml_...)' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  app.addHook('onRequest', async (req) => {
+    const scope = req.routeOptions.config.scope;
+    if (!scope) return;
+    const auth = req.headers.authorization;
+    if (!auth) throw new AppError('AUTH_MISSING', 'missing API key: send "Authorization: Bearer <key>" (create one with `meterline keys create`)');
+    const m = /^Bearer\s+(\S+)$/i.exec(auth);
+    const record = m ? deps.keys.verify(m[1]!) : undefined;
+    if (!record) throw new AppError('AUTH_INVALID', 'the API key is not valid (revoked or mistyped)');
+    if (!hasScope(record, scope)) throw new AppError('AUTH_FORBIDDEN', `this API key lacks the "${scope}" scope this route needs`, { details: { needed: scope, has: record.scopes } });
+    req.apiKeyId = record.id;
+  });
+
+  app.addHook('onResponse', async (req, reply) => {
+    deps.metrics.apiRequestSeconds.observe({ route: req.routeOptions.url ?? 'unknown', method: req.method, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
+  });
+
+  app.setErrorHandler((err: FastifyError | AppError, req: FastifyRequest, reply) => {
+    const e = toAppError(err);
+    if (e.httpStatus >= 500) req.log.error({ err, reqId: req.id }, 'request failed');
+    const retryAfter = e.details?.retryAfterSeconds;
+    if (typeof retryAfter === 'number') void reply.header('retry-after', String(retryAfter));
+    const { retryAfterSeconds: _r, ...details } = e.details ?? {};
+    return reply.status(e.httpStatus).send({ code: e.code, message: e.code === 'INTERNAL' ? `internal error (request ${req.id}); see the server log` : e.message, ...details });
+  });
+  app.setNotFoundHandler((req, reply) => reply.status(404).send({ code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}; see /docs` }));
+
+  registerOpsRoutes(app, deps);
+  registerIngestRoutes(app, deps);
+  registerMeterRoutes(app, deps);
+  registerAdminRoutes(app, deps);
+  return app;
+}
+
+function toAppError(err: FastifyError | AppError): AppError {
+  if (isAppError(err)) return err;
+  switch (err.code) {
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new AppError('INGEST_UNSUPPORTED_MEDIA_TYPE', 'unsupported Content-Type; send application/json, application/cloudevents+json or application/cloudevents-batch+json');
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new AppError('INGEST_BODY_TOO_LARGE', 'request body is larger than INGEST_MAX_BODY_BYTES; split the batch');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new AppError('REQUEST_INVALID', 'request body is empty');
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new AppError('REQUEST_INVALID', 'Content-Length does not match the body');
+  }
+  if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return new AppError('REQUEST_INVALID', err.message, { httpStatus: err.statusCode });
+  return new AppError('INTERNAL', err.message, { cause: err });
+}

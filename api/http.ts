@@ -1,0 +1,33 @@
+import type { FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { AppError } from '../common/errors.ts';
+
+/** Parses `input` with a zod schema; a failure is a 400 naming every field and reason. */
+export function parseWith<S extends z.ZodTypeAny>(schema: S, input: unknown, where: 'body' | 'query' | 'params' = 'body'): z.infer<S> {
+  const r = schema.safeParse(input);
+  if (r.success) return r.data;
+  const errors = r.error.issues.map((i) => ({ field: [where, ...i.path].join('.'), reason: i.message }));
+  throw new AppError('REQUEST_INVALID', `invalid ${where}: ${errors.map((e) => `${e.field}: ${e.reason}`).join('; ')}`, { details: { errors } });
+}
+
+/** The request body as JSON (bodies arrive as text: ingest needs the exact bytes). */
+export function jsonBody(req: FastifyRequest): unknown {
+  const text = req.body;
+  if (typeof text !== 'string' || text.length === 0) throw new AppError('REQUEST_INVALID', 'request body is empty; send a JSON object');
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new AppError('INGEST_MALFORMED_JSON', `request body is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+export const isoTime = (field: string) =>
+  z
+    .string()
+    .refine((s) => /^\d{4}-\d{2}-\d{2}T/.test(s) && !Number.isNaN(Date.parse(s)), `${field} must be an RFC 3339 date-time such as 2026-01-01T00:00:00Z`)
+    .transform((s) => Date.parse(s));
+
+export const stringList = z
+  .union([z.string(), z.array(z.string())])
+  .optional()
+  .transform((v) => (v === undefined ? [] : Array.isArray(v) ? v : [v]));

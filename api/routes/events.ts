@@ -1,0 +1,89 @@
+import type { FastifyInstance } from 'fastify';
+import { AppError } from '../../common/errors.ts';
+import { checkBatch } from '../../ingest/index.ts';
+import type { AppDeps } from '../app.ts';
+
+const MAX_LISTED_ERRORS = 100;
+
+/**
+ * POST /api/v1/events: CloudEvents in, compatible with OpenMeter's event API and SDKs.
+ * A batch is all or nothing: if any event is invalid, none is stored and the 400 names every
+ * bad event (index, id, field, reason), so the producer fixes and resends the same batch.
+ * 202 only after JetStream stored the batch.
+ */
+export function registerIngestRoutes(app: FastifyInstance, deps: AppDeps): void {
+  const { metrics } = deps;
+  app.post(
+    '/api/v1/events',
+    {
+      config: { scope: 'ingest' },
+      schema: {
+        tags: ['events'],
+        summary: 'Ingest usage events (CloudEvents 1.0)',
+        description:
+          'Content types: application/cloudevents+json (one event), application/cloudevents-batch+json (array), application/json (one or an array). ' +
+          'Optional Idempotency-Key header: a retried request with the same key is stored once. A batch with any invalid event is rejected whole.',
+        headers: { type: 'object', properties: { 'idempotency-key': { type: 'string', maxLength: 200 } } },
+        body: {
+          oneOf: [
+            { $ref: 'CloudEvent#' },
+            { type: 'array', items: { $ref: 'CloudEvent#' } },
+          ],
+        },
+        response: {
+          202: { type: 'object', properties: { accepted: { type: 'integer' }, duplicate: { type: 'boolean', description: 'true if this batch had already been stored' } } },
+          400: { $ref: 'Error#' },
+          413: { $ref: 'Error#' },
+          415: { $ref: 'Error#' },
+          429: { $ref: 'Error#' },
+          503: { $ref: 'Error#' },
+        },
+      },
+    },
+    async (req, reply) => {
+      const receivedAtMs = Date.now();
+      try {
+        const text = typeof req.body === 'string' ? req.body : '';
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(text);
+        } catch (err) {
+          throw new AppError('INGEST_MALFORMED_JSON', `request body is not valid JSON: ${(err as Error).message}`);
+        }
+        const ct = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+        const isArray = Array.isArray(parsed);
+        if (ct === 'application/cloudevents+json' && isArray) {
+          throw new AppError('REQUEST_INVALID', 'application/cloudevents+json carries one event; send an array as application/cloudevents-batch+json');
+        }
+        if (ct === 'application/cloudevents-batch+json' && !isArray) {
+          throw new AppError('REQUEST_INVALID', 'application/cloudevents-batch+json must be a JSON array of events');
+        }
+        const items = isArray ? (parsed as unknown[]) : [parsed];
+        if (items.length === 0) throw new AppError('REQUEST_INVALID', 'the batch is empty; send at least one event');
+        if (items.length > deps.ingest.maxBatchEvents) {
+          throw new AppError('INGEST_BATCH_TOO_LONG', `the batch has ${items.length} events; at most ${deps.ingest.maxBatchEvents} per request (INGEST_MAX_BATCH_EVENTS)`);
+        }
+        const { errors } = checkBatch(items, receivedAtMs, deps.ingest.limits);
+        if (errors.length > 0) {
+          const bad = new Set(errors.map((e) => e.index)).size;
+          metrics.ingestEventsRejected.inc({ reason: 'invalid' }, items.length);
+          throw new AppError('INGEST_INVALID_EVENTS', `${bad} of ${items.length} events are invalid; nothing was stored. Fix them and send the batch again.`, {
+            details: { errors: errors.slice(0, MAX_LISTED_ERRORS), ...(errors.length > MAX_LISTED_ERRORS ? { moreErrors: errors.length - MAX_LISTED_ERRORS } : {}) },
+          });
+        }
+        const idem = req.headers['idempotency-key'];
+        const idempotencyKey = typeof idem === 'string' && idem.length > 0 ? idem : undefined;
+        if (idempotencyKey && (idempotencyKey.length > 200 || !/^[\x21-\x7e]+$/.test(idempotencyKey))) {
+          throw new AppError('REQUEST_INVALID', 'Idempotency-Key must be 1-200 printable ASCII characters without spaces');
+        }
+        const res = await deps.publisher.publish(text, { idempotencyKey, receivedAtMs, isArray });
+        if (!res.duplicate) metrics.ingestEventsAccepted.inc(items.length);
+        metrics.ingestRequests.inc({ status: '202' });
+        return reply.status(202).send({ accepted: items.length, duplicate: res.duplicate });
+      } catch (err) {
+        metrics.ingestRequests.inc({ status: String(err instanceof AppError ? err.httpStatus : 500) });
+        throw err;
+      }
+    },
+  );
+}

@@ -1,0 +1,150 @@
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { AppError } from '../../common/errors.ts';
+import { MeterInputSchema, type Meter } from '../../processor/index.ts';
+import type { AppDeps } from '../app.ts';
+import { isoTime, jsonBody, parseWith, stringList } from '../http.ts';
+import { queryUsage } from '../usage.ts';
+import { isValidTimeZone, WindowSizes } from '../usage-plan.ts';
+
+export function findMeter(deps: Pick<AppDeps, 'meters'>, idOrSlug: string): Meter {
+  const meter = deps.meters.get(idOrSlug) ?? deps.meters.list().find((m) => m.id === idOrSlug);
+  if (!meter) throw new AppError('METER_NOT_FOUND', `no meter "${idOrSlug}"; list meters with GET /api/v1/meters`);
+  return meter;
+}
+
+const UsageQuerySchema = z
+  .object({
+    from: isoTime('from').optional(),
+    to: isoTime('to').optional(),
+    windowSize: z.enum(WindowSizes, { errorMap: () => ({ message: `windowSize must be one of ${WindowSizes.join(', ')}` }) }).optional(),
+    windowTimeZone: z.string().default('UTC').refine(isValidTimeZone, 'windowTimeZone must be an IANA time zone such as Europe/Berlin'),
+    subject: stringList,
+    groupBy: stringList,
+  })
+  .passthrough();
+
+const meterJsonSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    slug: { type: 'string' },
+    name: { type: 'string' },
+    description: { type: 'string' },
+    eventType: { type: 'string' },
+    aggregation: { type: 'string', enum: ['SUM', 'COUNT', 'UNIQUE_COUNT', 'MIN', 'MAX', 'AVG', 'LATEST'] },
+    valueProperty: { type: 'string', description: 'JSON path into data, e.g. $.tokens' },
+    groupBy: { type: 'object', additionalProperties: { type: 'string' } },
+    filter: { type: 'object', additionalProperties: true },
+    createdAt: { type: 'string', format: 'date-time' },
+  },
+  additionalProperties: true,
+};
+
+export function registerMeterRoutes(app: FastifyInstance, deps: AppDeps): void {
+  app.post(
+    '/api/v1/meters',
+    { config: { scope: 'admin' }, schema: { tags: ['meters'], summary: 'Create a meter (backfilled from stored events)', body: meterJsonSchema, response: { 201: meterJsonSchema, 400: { $ref: 'Error#' }, 409: { $ref: 'Error#' } } } },
+    async (req, reply) => {
+      const input = parseWith(MeterInputSchema, jsonBody(req));
+      const meter: Meter = { ...input, id: randomUUID(), createdAt: new Date().toISOString() };
+      try {
+        await deps.meters.create(input.slug, meter);
+      } catch (err) {
+        if (err instanceof AppError && err.code === 'CATALOG_CONFLICT') throw new AppError('METER_EXISTS', `a meter "${input.slug}" already exists; delete it first or pick another slug`);
+        throw err;
+      }
+      return reply.status(201).send(meter);
+    },
+  );
+  app.get('/api/v1/meters', { config: { scope: 'read' }, schema: { tags: ['meters'], summary: 'List meters', response: { 200: { type: 'array', items: meterJsonSchema } } } }, async () =>
+    deps.meters.list().sort((a, b) => a.slug.localeCompare(b.slug)),
+  );
+  app.get<{ Params: { meter: string } }>(
+    '/api/v1/meters/:meter',
+    { config: { scope: 'read' }, schema: { tags: ['meters'], summary: 'Get a meter by slug or id', response: { 200: meterJsonSchema, 404: { $ref: 'Error#' } } } },
+    async (req) => findMeter(deps, req.params.meter),
+  );
+  app.delete<{ Params: { meter: string } }>(
+    '/api/v1/meters/:meter',
+    { config: { scope: 'admin' }, schema: { tags: ['meters'], summary: 'Delete a meter (its stored values stay, under its id)', response: { 204: { type: 'null' }, 404: { $ref: 'Error#' } } } },
+    async (req, reply) => {
+      const meter = findMeter(deps, req.params.meter);
+      await deps.meters.delete(meter.slug);
+      return reply.status(204).send();
+    },
+  );
+
+  app.get<{ Params: { meter: string }; Querystring: Record<string, string | string[]> }>(
+    '/api/v1/meters/:meter/query',
+    {
+      config: { scope: 'read' },
+      schema: {
+        tags: ['usage'],
+        summary: 'Query usage of a meter (OpenMeter-compatible)',
+        description:
+          'Windows are half-open [from, to). Values are exact decimal strings. Served from the minute/hour/day rollups when the range and windows align to them, else from per-event values. ' +
+          'filterGroupBy[key]=value filters on a group-by value (repeat for several values).',
+        querystring: {
+          type: 'object',
+          properties: {
+            from: { type: 'string', format: 'date-time' },
+            to: { type: 'string', format: 'date-time', description: 'Exclusive. Default: now, rounded up to the minute.' },
+            windowSize: { type: 'string', enum: [...WindowSizes] },
+            windowTimeZone: { type: 'string', default: 'UTC' },
+            subject: { type: 'array', items: { type: 'string' } },
+            groupBy: { type: 'array', items: { type: 'string' } },
+          },
+        },
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              from: { type: 'string' },
+              to: { type: 'string' },
+              windowSize: { type: 'string' },
+              source: { type: 'string' },
+              data: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  properties: {
+                    value: { type: 'string' },
+                    windowStart: { type: 'string' },
+                    windowEnd: { type: 'string' },
+                    subject: { type: 'string', nullable: true },
+                    groupBy: { type: 'object', additionalProperties: { type: 'string' } },
+                  },
+                },
+              },
+            },
+          },
+          400: { $ref: 'Error#' },
+          404: { $ref: 'Error#' },
+        },
+      },
+    },
+    async (req) => {
+      const meter = findMeter(deps, req.params.meter);
+      const q = parseWith(UsageQuerySchema, req.query, 'query');
+      const keys = Object.keys(meter.groupBy ?? {});
+      for (const g of q.groupBy) {
+        if (g !== 'subject' && !keys.includes(g)) {
+          throw new AppError('QUERY_INVALID', `groupBy "${g}" is not a dimension of meter "${meter.slug}"; it has: ${['subject', ...keys].join(', ')}`);
+        }
+      }
+      const filterGroupBy: Record<string, string[]> = {};
+      for (const [k, v] of Object.entries(req.query)) {
+        const m = /^filterGroupBy\[(.+)\]$/.exec(k);
+        if (!m) continue;
+        if (!keys.includes(m[1]!)) throw new AppError('QUERY_INVALID', `filterGroupBy[${m[1]}]: "${m[1]}" is not a dimension of meter "${meter.slug}"`);
+        filterGroupBy[m[1]!] = Array.isArray(v) ? v : [v];
+      }
+      const toMs = q.to ?? Math.ceil(Date.now() / 60_000) * 60_000;
+      const fromMs = q.from ?? 0;
+      if (fromMs >= toMs) throw new AppError('QUERY_INVALID', 'from must be before to');
+      return queryUsage(deps.store, meter, { fromMs, toMs, windowSize: q.windowSize, timeZone: q.windowTimeZone, subjects: q.subject, groupBy: q.groupBy, filterGroupBy }, q.from !== undefined);
+    },
+  );
+}

@@ -1,0 +1,74 @@
+import path from 'node:path';
+import { z } from 'zod';
+import { parseDurationMs } from './duration.ts';
+import { AppError } from './errors.ts';
+
+const duration = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((v, ctx) => {
+      const ms = parseDurationMs(v);
+      if (ms === undefined) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `"${v}" is not a duration; use a number with ms, s, m, h or d, e.g. 30s or 24h` });
+        return z.NEVER;
+      }
+      return ms;
+    });
+
+const int = (fallback: number, min = 1) => z.coerce.number().int().min(min).default(fallback);
+
+/**
+ * Every variable Meterline reads, with its default. `.env.example` lists the same set.
+ * Secrets (API keys, Stripe keys) have no defaults.
+ */
+export const ConfigSchema = z.object({
+  METERLINE_STATE_DIR: z.string().default('.meterline'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  HOST: z.string().default('127.0.0.1'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+
+  NATS_URL: z.string().optional(),
+  NATS_SERVER_BIN: z.string().default('nats-server'),
+  NATS_STREAM: z.string().regex(/^[A-Za-z0-9_-]+$/).default('EVENTS'),
+  NATS_DLQ_STREAM: z.string().regex(/^[A-Za-z0-9_-]+$/).default('EVENTS_DLQ'),
+  NATS_SUBJECT_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/).default('meterline.events'),
+  NATS_KV_BUCKET: z.string().regex(/^[A-Za-z0-9_-]+$/).default('meterline_catalog'),
+  STREAM_MAX_AGE: duration('7d'),
+  STREAM_DUPLICATE_WINDOW: duration('1h'),
+
+  CLICKHOUSE_URL: z.string().url().optional(),
+  CLICKHOUSE_USER: z.string().optional(),
+  CLICKHOUSE_PASSWORD: z.string().optional(),
+  CLICKHOUSE_DATABASE: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain identifier').default('meterline'),
+
+  INGEST_MAX_BODY_BYTES: int(1_048_576),
+  INGEST_MAX_BATCH_EVENTS: int(10_000),
+  INGEST_MAX_FUTURE: duration('10m'),
+  INGEST_MAX_PAST: duration('60d'),
+  INGEST_PUBLISH_TIMEOUT: duration('5s'),
+  INGEST_MAX_INFLIGHT: int(256),
+
+  DEDUP_WINDOW: duration('24h'),
+  DEDUP_MAX_MEMORY_KEYS: int(2_000_000, 1000),
+  PROCESSOR_FETCH_MESSAGES: int(256),
+  PROCESSOR_MAX_EVENTS: int(20_000),
+  PROCESSOR_FETCH_WAIT: duration('250ms'),
+  PROCESSOR_LATE_AFTER: duration('5m'),
+  PROCESSOR_MAX_DELIVERIES: int(5),
+});
+
+export type Config = z.infer<typeof ConfigSchema> & { stateDir: string };
+
+/** Reads config from an environment; called only from entry points. Fails naming each bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const parsed = ConfigSchema.safeParse(Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== '')));
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new AppError('CONFIG_INVALID', `invalid configuration:\n${lines.join('\n')}`, { details: { issues: parsed.error.issues } });
+  }
+  if (parsed.data.STREAM_DUPLICATE_WINDOW > parsed.data.STREAM_MAX_AGE) {
+    throw new AppError('CONFIG_INVALID', 'invalid configuration:\n  STREAM_DUPLICATE_WINDOW: must not exceed STREAM_MAX_AGE');
+  }
+  return { ...parsed.data, stateDir: path.resolve(parsed.data.METERLINE_STATE_DIR) };
+}

@@ -1,0 +1,2 @@
+export * from './cloudevents.ts';
+export * from './publisher.ts';

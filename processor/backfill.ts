@@ -1,0 +1,78 @@
+import { isLosslessNumber, parse as losslessParse } from 'lossless-json';
+import type { Store } from '../common/clickhouse.ts';
+import type { Logger } from '../common/logger.ts';
+import { meterValues, type Meter } from './meters.ts';
+
+const PAGE = 5_000;
+
+/**
+ * Backfills a meter from the stored raw events, so a meter created after its events arrived
+ * still counts all of them. It inserts into `meter_values` (whose views feed the rollups)
+ * every event of the meter's type that has no value for this meter yet, using the same
+ * `meterValues` function as the live path. Restartable: events already counted are skipped.
+ * Events a new meter cannot count (no usable value) are reported, not dead-lettered: they
+ * were accepted and are counted by every meter that can.
+ */
+export class Backfiller {
+  constructor(
+    private readonly store: Store,
+    private readonly log: Logger,
+  ) {}
+
+  async runPending(meters: Meter[]): Promise<void> {
+    if (meters.length === 0) return;
+    const { ch, db } = this.store;
+    const rs = await ch.query({ query: `SELECT meter_id FROM ${db}.meter_backfills`, format: 'JSONCompactEachRow' });
+    const done = new Set((await rs.json<[string]>()).map(([id]) => id));
+    for (const m of meters) if (!done.has(m.id)) await this.run(m);
+  }
+
+  async run(meter: Meter): Promise<{ inserted: number; skipped: number }> {
+    const { ch, db } = this.store;
+    let inserted = 0;
+    let skipped = 0;
+    let cursor: [number, string, string] = [-1, '', ''];
+    for (;;) {
+      const rs = await ch.query({
+        query: `SELECT source, id, subject, toUnixTimestamp64Milli(time) AS t, toUnixTimestamp64Milli(ingested_at) AS ia, data
+                FROM ${db}.events_raw
+                WHERE type = {type:String}
+                  AND (toUnixTimestamp64Milli(time), source, id) > ({t:Int64}, {s:String}, {i:String})
+                  AND NOT has(meter_values.meter_id, {meter:String})
+                  AND (source, id) NOT IN (SELECT source, id FROM ${db}.meter_values WHERE meter_id = {meter:String})
+                ORDER BY time, source, id
+                LIMIT {page:UInt32}`,
+        query_params: { type: meter.eventType, meter: meter.id, t: cursor[0], s: cursor[1], i: cursor[2], page: PAGE },
+        format: 'JSONEachRow',
+      });
+      const rows = await rs.json<{ source: string; id: string; subject: string; t: string; ia: string; data: string }>();
+      if (rows.length === 0) break;
+      const values = [];
+      for (const r of rows) {
+        const data = losslessParse(r.data) as Record<string, unknown>;
+        const mv = meterValues({ type: meter.eventType, data: isLosslessNumber(data) ? {} : data }, [meter]);
+        if (!mv.ok) {
+          skipped++;
+          continue;
+        }
+        for (const v of mv.values) {
+          values.push({ meter_id: v.meter_id, subject: r.subject, time: Number(r.t), ingested_at: Number(r.ia), source: r.source, id: r.id, value: v.value, value_key: v.value_key, group_by: v.group_by });
+        }
+      }
+      if (values.length > 0) {
+        await ch.insert({
+          table: `${db}.meter_values`,
+          values,
+          format: 'JSONEachRow',
+          clickhouse_settings: { insert_deduplication_token: `backfill:${meter.id}:${cursor.join(':')}`, deduplicate_blocks_in_dependent_materialized_views: 1 },
+        });
+      }
+      inserted += values.length;
+      const last = rows[rows.length - 1]!;
+      cursor = [Number(last.t), last.source, last.id];
+    }
+    await ch.insert({ table: `${db}.meter_backfills`, values: [{ meter_id: meter.id, inserted, skipped }], format: 'JSONEachRow' });
+    if (inserted > 0 || skipped > 0) this.log.info({ meter: meter.slug, inserted, skipped }, 'backfilled meter from raw events');
+    return { inserted, skipped };
+  }
+}

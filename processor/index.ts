@@ -1,0 +1,5 @@
+export * from './meters.ts';
+export * from './dedup.ts';
+export * from './dead-letter.ts';
+export * from './processor.ts';
+export * from './backfill.ts';
