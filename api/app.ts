@@ -17,7 +17,8 @@ import { registerAdminRoutes } from './routes/admin.ts';
 export interface AppDeps {
   logger: Logger;
   metrics: Metrics;
-  store: Store;
+  /** Absent in the ingest-only role: then only ingest and ops routes are served. */
+  store?: Store;
   meters: CatalogReplica<Meter>;
   keys: ApiKeys;
   publisher: EventPublisher;
@@ -40,9 +41,9 @@ declare module 'fastify' {
 /** Composes every component's routes into one Fastify app. Inject-testable; listens only when told. */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
-    loggerInstance: deps.logger.child({ component: 'api' }) as FastifyBaseLogger,
+    // Per-request logs are off (the hot ingest path); failures are logged at error level.
+    loggerInstance: deps.logger.child({ component: 'api' }, { level: 'warn' }) as FastifyBaseLogger,
     bodyLimit: deps.ingest.maxBodyBytes,
-    disableRequestLogging: true,
     ajv: { customOptions: { coerceTypes: false } },
   });
   // Route schemas document the API (OpenAPI); zod validates in the handlers, with errors
@@ -95,8 +96,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   registerOpsRoutes(app, deps);
   registerIngestRoutes(app, deps);
-  registerMeterRoutes(app, deps);
-  registerAdminRoutes(app, deps);
+  if (deps.store) {
+    const withStore = { ...deps, store: deps.store };
+    registerMeterRoutes(app, withStore);
+    registerAdminRoutes(app, withStore);
+  }
   return app;
 }
 

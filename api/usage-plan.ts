@@ -123,9 +123,9 @@ export function planUsageQuery(q: UsageQuery, db: string): PlannedQuery {
       groupColumns.push(`g_${i}`);
     }
   });
-  select.push(`${(raw ? RAW_AGG : ROLLUP_AGG)[q.aggregation]} AS value`);
+  select.push(`${(raw ? RAW_AGG : ROLLUP_AGG)[q.aggregation]} AS total`);
   // The row count: AVG divides by it, and a range with no events returns no row at all.
-  select.push(raw ? 'toString(count()) AS value_count' : 'toString(countMerge(value_count)) AS value_count');
+  select.push(raw ? 'toString(count()) AS row_count' : 'toString(countMerge(value_count)) AS row_count');
   const where = [
     'meter_id = {meterId:String}',
     `${timeCol} >= fromUnixTimestamp64Milli({from:Int64}, 'UTC')`,

@@ -32,15 +32,15 @@ export async function queryUsage(store: Store, meter: Meter, q: Omit<UsageQuery,
   const rows = await rs.json<Record<string, string>>();
   const data: UsageRow[] = [];
   for (const r of rows) {
-    if (r.value_count === '0') continue;
+    if (r.row_count === '0') continue;
     const groupBy: Record<string, string> = {};
     q.groupBy.forEach((key, i) => {
       if (key !== 'subject') groupBy[key] = r[plan.groupColumns[i]!] ?? '';
     });
     const value =
       meter.aggregation === 'AVG'
-        ? new Decimal(r.value!).div(r.value_count!).toDecimalPlaces(AVG_SCALE, Decimal.ROUND_HALF_UP).toFixed()
-        : new Decimal(r.value!).toFixed();
+        ? new Decimal(r.total!).div(r.row_count!).toDecimalPlaces(AVG_SCALE, Decimal.ROUND_HALF_UP).toFixed()
+        : new Decimal(r.total!).toFixed();
     data.push({
       value,
       windowStart: q.windowSize ? iso(r.window_start_s!) : fromGiven ? new Date(q.fromMs).toISOString() : iso(r.window_start_s!),

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../../common/errors.ts';
+import type { Store } from '../../common/clickhouse.ts';
 import type { AppDeps } from '../app.ts';
 import { isoTime, jsonBody, parseWith } from '../http.ts';
 import { Scopes } from '../keys.ts';
@@ -15,7 +16,7 @@ const KeyInput = z.object({
 }).strict();
 
 /** API keys, dead letters and reconciliation. */
-export function registerAdminRoutes(app: FastifyInstance, deps: AppDeps): void {
+export function registerAdminRoutes(app: FastifyInstance, deps: AppDeps & { store: Store }): void {
   const keySchema = { type: 'object', properties: { id: { type: 'string' }, name: { type: 'string' }, scopes: { type: 'array', items: { type: 'string' } }, prefix: { type: 'string' }, createdAt: { type: 'string' } } };
 
   app.post('/api/v1/api-keys', {

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../../common/errors.ts';
 import { MeterInputSchema, type Meter } from '../../processor/index.ts';
+import type { Store } from '../../common/clickhouse.ts';
 import type { AppDeps } from '../app.ts';
 import { isoTime, jsonBody, parseWith, stringList } from '../http.ts';
 import { queryUsage } from '../usage.ts';
@@ -42,7 +43,7 @@ const meterJsonSchema = {
   additionalProperties: true,
 };
 
-export function registerMeterRoutes(app: FastifyInstance, deps: AppDeps): void {
+export function registerMeterRoutes(app: FastifyInstance, deps: AppDeps & { store: Store }): void {
   app.post(
     '/api/v1/meters',
     { config: { scope: 'admin' }, schema: { tags: ['meters'], summary: 'Create a meter (backfilled from stored events)', body: meterJsonSchema, response: { 201: meterJsonSchema, 400: { $ref: 'Error#' }, 409: { $ref: 'Error#' } } } },

@@ -1,0 +1,140 @@
+#!/usr/bin/env node
+import fs from 'node:fs';
+import path from 'node:path';
+import { Command, Option } from 'commander';
+import { loadConfig, type Config } from '../common/config.ts';
+import { errorMessage, isAppError } from '../common/errors.ts';
+import { createLogger, silentLogger } from '../common/logger.ts';
+import { openNats } from '../common/nats.ts';
+import { Scopes, type Scope } from '../api/index.ts';
+import { natsTopology, openCatalog, readRuntimeInfo, resolveNats, startRuntime, type Role } from './runtime.ts';
+import { runDemo } from './demo.ts';
+
+const program = new Command()
+  .name('meterline')
+  .description('Usage metering: CloudEvents in, exact deduplicated rollups out (NATS JetStream + ClickHouse).\nConfiguration comes from environment variables; see .env.example.')
+  .showHelpAfterError();
+
+function config(): Config {
+  return loadConfig(process.env);
+}
+
+async function runRoles(roles: Role[], opts: { demo?: boolean }) {
+  const cfg = config();
+  const logger = createLogger({ level: cfg.LOG_LEVEL });
+  const rt = await startRuntime(cfg, roles, logger);
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down: draining in-flight batches');
+    await rt.stop();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  const say = (s: string) => process.stderr.write(s + '\n');
+  say(`\nMeterline is running (${roles.join(', ')}).`);
+  if (rt.url) say(`  HTTP API      ${rt.url}  (OpenAPI: ${rt.url}/docs)`);
+  say(`  NATS          ${rt.natsServer ? `${rt.natsServer.url} (embedded, data in ${rt.natsServer.storeDir})` : cfg.NATS_URL ?? 'from a running meterline'}`);
+  if (rt.store) say(`  ClickHouse    ${rt.store.embedded ? `embedded chDB, data in ${path.join(cfg.stateDir, 'clickhouse')}` : cfg.CLICKHOUSE_URL}`);
+  if (rt.firstAdminKey) {
+    say(`\n  First admin API key (shown once; also saved to ${path.join(cfg.stateDir, 'admin-key')}):\n    ${rt.firstAdminKey}\n`);
+  }
+  if (opts.demo && rt.url) {
+    const key = rt.firstAdminKey ?? readAdminKey(cfg);
+    if (!key) say('demo: no admin key found in the state folder; create one with `meterline keys create --scope admin` and set METERLINE_API_KEY');
+    else await runDemo(rt.url, key, say);
+  }
+  say('Press Ctrl-C to stop.');
+}
+
+function readAdminKey(cfg: Config): string | undefined {
+  if (process.env.METERLINE_API_KEY) return process.env.METERLINE_API_KEY;
+  try {
+    return fs.readFileSync(path.join(cfg.stateDir, 'admin-key'), 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+program
+  .command('start')
+  .description('Run every role in one process: ingest, processor and API. Starts nats-server and embedded ClickHouse unless NATS_URL / CLICKHOUSE_URL are set.')
+  .option('--demo', 'also create demo meters and send a small workload (duplicates, late events) and print the usage it produces')
+  .action((opts: { demo?: boolean }) => runRoles(['ingest', 'processor', 'api'], opts));
+program.command('ingest').description('Run the HTTP ingest role only (needs NATS; stateless, scale out freely).').action(() => runRoles(['ingest'], {}));
+program.command('processor').description('Run the stream processor only (needs NATS and ClickHouse).').action(() => runRoles(['processor'], {}));
+program.command('api').description('Run the HTTP API (ingest, meters, usage, admin) without the processor.').action(() => runRoles(['api'], {}));
+
+const keys = program.command('keys').description('Manage API keys (writes straight to the NATS catalog).');
+keys
+  .command('create')
+  .description('Create an API key; prints it once.')
+  .requiredOption('--name <name>', 'who or what uses the key')
+  .addOption(new Option('--scope <scope...>', 'scopes: ingest, read, billing, admin').choices([...Scopes]).makeOptionMandatory())
+  .action(async (opts: { name: string; scope: Scope[] }) => {
+    await withCatalog(async (c) => {
+      const { key, record } = await c.keys.create(opts.name, opts.scope);
+      process.stdout.write(JSON.stringify({ key, ...record }, null, 2) + '\n');
+    });
+  });
+keys
+  .command('list')
+  .description('List API keys (never the keys themselves).')
+  .action(async () => withCatalog(async (c) => void process.stdout.write(JSON.stringify(c.keys.list(), null, 2) + '\n')));
+keys
+  .command('revoke <id>')
+  .description('Revoke an API key by its id.')
+  .action(async (id: string) =>
+    withCatalog(async (c) => {
+      if (!(await c.keys.revoke(id))) throw new Error(`no API key with id ${id}; see \`meterline keys list\``);
+      process.stdout.write(`revoked ${id}\n`);
+    }),
+  );
+
+program
+  .command('reconcile')
+  .description('Compare rollup totals with the raw events for a range (through the running API).')
+  .requiredOption('--from <time>', 'RFC 3339 start, e.g. 2026-01-01T00:00:00Z')
+  .requiredOption('--to <time>', 'RFC 3339 end (exclusive)')
+  .option('--subject <subject>', 'one customer only')
+  .option('--meter <slug>', 'one meter only')
+  .option('--url <url>', 'API base URL (default: the running meterline start, or METERLINE_URL)')
+  .action(async (opts: { from: string; to: string; subject?: string; meter?: string; url?: string }) => {
+    const { url, key } = apiTarget(opts.url);
+    const qs = new URLSearchParams({ from: opts.from, to: opts.to, ...(opts.subject ? { subject: opts.subject } : {}), ...(opts.meter ? { meter: opts.meter } : {}) });
+    const res = await fetch(`${url}/api/v1/reconcile?${qs}`, { headers: { authorization: `Bearer ${key}` } });
+    const body = (await res.json()) as { ok?: boolean };
+    process.stdout.write(JSON.stringify(body, null, 2) + '\n');
+    if (!res.ok || !body.ok) process.exitCode = 1;
+  });
+
+function apiTarget(urlOpt?: string): { url: string; key: string } {
+  const cfg = config();
+  const url = urlOpt ?? process.env.METERLINE_URL ?? readRuntimeInfo(cfg)?.httpUrl;
+  if (!url) throw new Error('no running Meterline found: start one with `meterline start`, or pass --url / set METERLINE_URL');
+  const key = readAdminKey(cfg);
+  if (!key) throw new Error('no API key: set METERLINE_API_KEY');
+  return { url, key };
+}
+
+async function withCatalog(fn: (c: Awaited<ReturnType<typeof openCatalog>>) => Promise<void>) {
+  const cfg = config();
+  const logger = silentLogger();
+  const { url, server } = await resolveNats(cfg, logger);
+  const nats = await openNats(url, natsTopology(cfg), logger, 'meterline-cli');
+  const catalog = await openCatalog(nats, logger);
+  try {
+    await fn(catalog);
+  } finally {
+    catalog.stop();
+    await nats.close();
+    await server?.stop();
+  }
+}
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  process.stderr.write(`meterline: ${isAppError(err) ? err.message : errorMessage(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,191 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { CatalogReplica } from '../common/catalog.ts';
+import { migrate, openStore, type Store } from '../common/clickhouse.ts';
+import type { Config } from '../common/config.ts';
+import type { Logger } from '../common/logger.ts';
+import { createMetrics, type Metrics } from '../common/metrics.ts';
+import { openNats, type NatsClients } from '../common/nats.ts';
+import { startNatsServer, type NatsServerHandle } from '../common/nats-server.ts';
+import { EventPublisher } from '../ingest/index.ts';
+import { DeadLetters, Processor, type Meter } from '../processor/index.ts';
+import { ApiKeys, buildApp, type ApiKeyRecord } from '../api/index.ts';
+
+export const Roles = ['ingest', 'processor', 'api'] as const;
+export type Role = (typeof Roles)[number];
+
+export interface Runtime {
+  config: Config;
+  nats: NatsClients;
+  natsServer?: NatsServerHandle;
+  store?: Store;
+  meters: CatalogReplica<Meter>;
+  keys: ApiKeys;
+  metrics: Metrics;
+  app?: FastifyInstance;
+  processor?: Processor;
+  /** Base URL of the HTTP server, when one listens. */
+  url?: string;
+  /** The admin key created for a new installation (only on its first start). */
+  firstAdminKey?: string;
+  stop(): Promise<void>;
+}
+
+/** Where `meterline start` records how to reach it, for the other CLI commands. */
+export function runtimeFile(config: Config): string {
+  return path.join(config.stateDir, 'runtime.json');
+}
+
+export interface RuntimeInfo {
+  pid: number;
+  natsUrl: string;
+  httpUrl?: string;
+}
+
+export function readRuntimeInfo(config: Config): RuntimeInfo | undefined {
+  try {
+    const info = JSON.parse(fs.readFileSync(runtimeFile(config), 'utf8')) as RuntimeInfo;
+    process.kill(info.pid, 0);
+    return info;
+  } catch {
+    return undefined;
+  }
+}
+
+/** NATS_URL if set, else a running `meterline start`'s server, else a nats-server of our own. */
+export async function resolveNats(config: Config, logger: Logger): Promise<{ url: string; server?: NatsServerHandle }> {
+  if (config.NATS_URL) return { url: config.NATS_URL };
+  const running = readRuntimeInfo(config);
+  if (running) return { url: running.natsUrl };
+  const server = await startNatsServer({ storeDir: path.join(config.stateDir, 'nats'), bin: config.NATS_SERVER_BIN });
+  logger.info({ url: server.url, storeDir: server.storeDir }, 'started embedded nats-server');
+  return { url: server.url, server };
+}
+
+export function natsTopology(config: Config) {
+  return {
+    stream: config.NATS_STREAM,
+    dlqStream: config.NATS_DLQ_STREAM,
+    subjectPrefix: config.NATS_SUBJECT_PREFIX,
+    kvBucket: config.NATS_KV_BUCKET,
+    maxAgeMs: config.STREAM_MAX_AGE,
+    duplicateWindowMs: config.STREAM_DUPLICATE_WINDOW,
+  };
+}
+
+export async function openCatalog(nats: NatsClients, logger: Logger) {
+  const meters = new CatalogReplica<Meter>(nats.kv, 'meter', logger);
+  const keyReplica = new CatalogReplica<ApiKeyRecord>(nats.kv, 'apikey', logger);
+  await Promise.all([meters.start(), keyReplica.start()]);
+  return { meters, keys: new ApiKeys(keyReplica), stop: () => (meters.stop(), keyReplica.stop()) };
+}
+
+/**
+ * Starts the given roles in this process. Order of start: NATS (streams, consumer, catalog),
+ * ClickHouse (migrations), processor, then HTTP. Order of stop is the reverse: stop accepting
+ * requests, drain the processor's batch in flight, close clients, stop an embedded nats-server.
+ */
+export async function startRuntime(config: Config, roles: readonly Role[], logger: Logger): Promise<Runtime> {
+  const metrics = createMetrics();
+  const { url: natsUrl, server: natsServer } = await resolveNats(config, logger);
+  const nats = await openNats(natsUrl, natsTopology(config), logger, `meterline-${roles.join('+')}`);
+  const catalog = await openCatalog(nats, logger);
+  const needsStore = roles.includes('processor') || roles.includes('api');
+  const store = needsStore
+    ? await openStore({ url: config.CLICKHOUSE_URL, user: config.CLICKHOUSE_USER, password: config.CLICKHOUSE_PASSWORD, dataDir: path.join(config.stateDir, 'clickhouse'), db: config.CLICKHOUSE_DATABASE })
+    : undefined;
+  if (store) await migrate(store, logger);
+
+  let firstAdminKey: string | undefined;
+  if (catalog.keys.list().length === 0 && roles.includes('api')) {
+    firstAdminKey = (await catalog.keys.create('first admin key', ['admin'])).key;
+    fs.mkdirSync(config.stateDir, { recursive: true });
+    fs.writeFileSync(path.join(config.stateDir, 'admin-key'), firstAdminKey + '\n', { mode: 0o600 });
+  }
+
+  const limits = { maxFutureMs: config.INGEST_MAX_FUTURE, maxPastMs: config.INGEST_MAX_PAST };
+  let processor: Processor | undefined;
+  if (roles.includes('processor')) {
+    processor = new Processor({
+      nats,
+      store: store!,
+      meters: catalog.meters,
+      logger,
+      metrics,
+      options: {
+        dedupWindowMs: config.DEDUP_WINDOW,
+        dedupMaxMemoryKeys: config.DEDUP_MAX_MEMORY_KEYS,
+        fetchMessages: config.PROCESSOR_FETCH_MESSAGES,
+        maxEvents: config.PROCESSOR_MAX_EVENTS,
+        lateAfterMs: config.PROCESSOR_LATE_AFTER,
+        maxDeliveries: config.PROCESSOR_MAX_DELIVERIES,
+        limits,
+      },
+    });
+    await processor.start();
+  }
+
+  let app: FastifyInstance | undefined;
+  let url: string | undefined;
+  if (roles.includes('ingest') || roles.includes('api')) {
+    const publisher = new EventPublisher(nats.js, nats.eventSubject('http'), {
+      timeoutMs: config.INGEST_PUBLISH_TIMEOUT,
+      maxInflight: config.INGEST_MAX_INFLIGHT,
+      maxPayloadBytes: () => nats.nc.info?.max_payload ?? 1024 * 1024,
+      metrics,
+    });
+    app = await buildApp({
+      logger,
+      metrics,
+      store: roles.includes('api') ? store : undefined,
+      meters: catalog.meters,
+      keys: catalog.keys,
+      publisher,
+      deadLetters: new DeadLetters(nats),
+      ingest: { maxBodyBytes: config.INGEST_MAX_BODY_BYTES, maxBatchEvents: config.INGEST_MAX_BATCH_EVENTS, limits },
+      ready: async () => ({
+        nats: !nats.nc.isClosed() && nats.nc.info !== undefined && (await nats.nc.flush().then(() => true, () => false)),
+        ...(store ? { clickhouse: await store.ch.ping().then((r) => r.success, () => false) } : {}),
+      }),
+    });
+    url = await app.listen({ host: config.HOST, port: config.PORT });
+  }
+
+  if (natsServer || roles.length === Roles.length) {
+    fs.mkdirSync(config.stateDir, { recursive: true });
+    const info: RuntimeInfo = { pid: process.pid, natsUrl, ...(url ? { httpUrl: url } : {}) };
+    fs.writeFileSync(runtimeFile(config), JSON.stringify(info, null, 2));
+  }
+
+  let stopped = false;
+  return {
+    config,
+    nats,
+    natsServer,
+    store,
+    meters: catalog.meters,
+    keys: catalog.keys,
+    metrics,
+    app,
+    processor,
+    url,
+    firstAdminKey,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await app?.close();
+      await processor?.stop();
+      catalog.stop();
+      await nats.close();
+      await store?.close();
+      await natsServer?.stop();
+      try {
+        const info = JSON.parse(fs.readFileSync(runtimeFile(config), 'utf8')) as RuntimeInfo;
+        if (info.pid === process.pid) fs.rmSync(runtimeFile(config));
+      } catch {
+        /* not ours */
+      }
+    },
+  };
+}
