@@ -7,7 +7,7 @@ import { errorMessage, isAppError } from '../common/errors.ts';
 import { createLogger, silentLogger } from '../common/logger.ts';
 import { openNats } from '../common/nats.ts';
 import { Scopes, type Scope } from '../api/index.ts';
-import { natsTopology, openCatalog, readRuntimeInfo, resolveNats, startRuntime, type Role } from './runtime.ts';
+import { chdbDir, natsTopology, openCatalog, readRuntimeInfo, resolveNats, startRuntime, type Role } from './runtime.ts';
 import { runDemo } from './demo.ts';
 
 const program = new Command()
@@ -37,7 +37,7 @@ async function runRoles(roles: Role[], opts: { demo?: boolean }) {
   say(`\nMeterline is running (${roles.join(', ')}).`);
   if (rt.url) say(`  HTTP API      ${rt.url}  (OpenAPI: ${rt.url}/docs)`);
   say(`  NATS          ${rt.natsServer ? `${rt.natsServer.url} (embedded, data in ${rt.natsServer.storeDir})` : cfg.NATS_URL ?? 'from a running meterline'}`);
-  if (rt.store) say(`  ClickHouse    ${rt.store.embedded ? `embedded chDB, data in ${path.join(cfg.stateDir, 'clickhouse')}` : cfg.CLICKHOUSE_URL}`);
+  if (rt.store) say(`  ClickHouse    ${rt.store.embedded ? `embedded chDB, data in ${chdbDir(cfg)}` : cfg.CLICKHOUSE_URL}`);
   if (rt.firstAdminKey) {
     say(`\n  First admin API key (shown once; also saved to ${path.join(cfg.stateDir, 'admin-key')}):\n    ${rt.firstAdminKey}\n`);
   }

@@ -53,6 +53,10 @@ export function readRuntimeInfo(config: Config): RuntimeInfo | undefined {
   }
 }
 
+export function chdbDir(config: Config): string {
+  return path.resolve(config.CLICKHOUSE_DATA_DIR ?? path.join(config.stateDir, 'clickhouse'));
+}
+
 /** NATS_URL if set, else a running `meterline start`'s server, else a nats-server of our own. */
 export async function resolveNats(config: Config, logger: Logger): Promise<{ url: string; server?: NatsServerHandle }> {
   if (config.NATS_URL) return { url: config.NATS_URL };
@@ -93,7 +97,7 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
   const catalog = await openCatalog(nats, logger);
   const needsStore = roles.includes('processor') || roles.includes('api');
   const store = needsStore
-    ? await openStore({ url: config.CLICKHOUSE_URL, user: config.CLICKHOUSE_USER, password: config.CLICKHOUSE_PASSWORD, dataDir: path.join(config.stateDir, 'clickhouse'), db: config.CLICKHOUSE_DATABASE })
+    ? await openStore({ url: config.CLICKHOUSE_URL, user: config.CLICKHOUSE_USER, password: config.CLICKHOUSE_PASSWORD, dataDir: chdbDir(config), db: config.CLICKHOUSE_DATABASE })
     : undefined;
   if (store) await migrate(store, logger);
 

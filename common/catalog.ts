@@ -51,7 +51,8 @@ export class CatalogReplica<T> {
           this.entries.delete(key);
           this.emit(key, undefined, prev);
         }
-        if (!e.isUpdate && (e.delta ?? 0) === 0) resolveReady();
+        // delta is the number of entries still pending: 0 means the replica has caught up.
+        if ((e.delta ?? 0) === 0) resolveReady();
       }
     })();
     await ready;

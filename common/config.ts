@@ -40,6 +40,8 @@ export const ConfigSchema = z.object({
   CLICKHOUSE_URL: z.string().url().optional(),
   CLICKHOUSE_USER: z.string().optional(),
   CLICKHOUSE_PASSWORD: z.string().optional(),
+  /** Embedded chDB's data folder; default `<state dir>/clickhouse`. One process owns it. */
+  CLICKHOUSE_DATA_DIR: z.string().optional(),
   CLICKHOUSE_DATABASE: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain identifier').default('meterline'),
 
   INGEST_MAX_BODY_BYTES: int(1_048_576),

@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+// Installs what Meterline needs on a fresh Debian/Ubuntu machine with Node 20:
+//   1. npm packages (npm ci) when node_modules is missing or older than package-lock.json;
+//   2. nats-server (Debian package) when it is not on PATH and NATS_URL is not set.
+// Idempotent and quiet when everything is in place. Used by `npm run demo` and `npm test`.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const say = (s) => process.stderr.write(`setup: ${s}\n`);
+const run = (cmd, args, opts = {}) => spawnSync(cmd, args, { stdio: 'inherit', cwd: root, ...opts });
+const has = (cmd) => spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status === 0;
+
+const [major] = process.versions.node.split('.').map(Number);
+if (major < 20) {
+  say(`Node ${process.versions.node} is too old; Meterline needs Node 20 or newer.`);
+  process.exit(1);
+}
+
+const lock = path.join(root, 'package-lock.json');
+const installed = path.join(root, 'node_modules', '.package-lock.json');
+if (!fs.existsSync(installed) || fs.statSync(installed).mtimeMs < fs.statSync(lock).mtimeMs) {
+  say('installing npm packages (npm ci)...');
+  const r = run('npm', ['ci', '--no-audit', '--no-fund', '--loglevel=error']);
+  if (r.status !== 0) {
+    say('npm ci failed; see the output above.');
+    process.exit(r.status ?? 1);
+  }
+}
+
+if (!process.env.NATS_URL && !has(process.env.NATS_SERVER_BIN || 'nats-server')) {
+  const root_ = typeof process.getuid === 'function' && process.getuid() === 0;
+  const apt = has('apt-get');
+  if (apt) {
+    const sudo = root_ ? [] : has('sudo') ? ['sudo', '-n'] : null;
+    if (sudo) {
+      say('installing nats-server (Debian package)...');
+      const [cmd, ...pre] = sudo.length ? sudo : ['apt-get'];
+      const args = sudo.length ? [...pre, 'apt-get'] : [];
+      const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+      run(cmd, [...args, 'update', '-qq'], { env });
+      run(cmd, [...args, 'install', '-y', '-qq', 'nats-server'], { env });
+    }
+  }
+  if (!has(process.env.NATS_SERVER_BIN || 'nats-server')) {
+    say('nats-server is not installed and could not be installed automatically.');
+    say('Install it with `sudo apt-get install -y nats-server`, or set NATS_URL to a running NATS server with JetStream.');
+    process.exit(1);
+  }
+}
