@@ -42,7 +42,7 @@ declare module 'fastify' {
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     // Per-request logs are off (the hot ingest path); failures are logged at error level.
-    loggerInstance: deps.logger.child({ component: 'api' }, { level: 'warn' }) as FastifyBaseLogger,
+    loggerInstance: deps.logger.child({ component: 'api' }, { level: deps.logger.levelVal > 40 ? deps.logger.level : 'warn' }) as FastifyBaseLogger,
     bodyLimit: deps.ingest.maxBodyBytes,
     ajv: { customOptions: { coerceTypes: false } },
   });
@@ -86,7 +86,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   app.setErrorHandler((err: FastifyError | AppError, req: FastifyRequest, reply) => {
     const e = toAppError(err);
-    if (e.httpStatus >= 500) req.log.error({ err, reqId: req.id }, 'request failed');
+    // Unexpected failures are errors; a store that is briefly away (503, retryable) is a warning.
+    if (e.httpStatus >= 500) req.log[e.retryable ? 'warn' : 'error']({ err, reqId: req.id }, 'request failed');
     const retryAfter = e.details?.retryAfterSeconds;
     if (typeof retryAfter === 'number') void reply.header('retry-after', String(retryAfter));
     const { retryAfterSeconds: _r, ...details } = e.details ?? {};
