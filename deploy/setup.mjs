@@ -31,18 +31,14 @@ if (!fs.existsSync(installed) || fs.statSync(installed).mtimeMs < fs.statSync(lo
 }
 
 if (!process.env.NATS_URL && !has(process.env.NATS_SERVER_BIN || 'nats-server')) {
-  const root_ = typeof process.getuid === 'function' && process.getuid() === 0;
-  const apt = has('apt-get');
-  if (apt) {
-    const sudo = root_ ? [] : has('sudo') ? ['sudo', '-n'] : null;
-    if (sudo) {
-      say('installing nats-server (Debian package)...');
-      const [cmd, ...pre] = sudo.length ? sudo : ['apt-get'];
-      const args = sudo.length ? [...pre, 'apt-get'] : [];
-      const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-      run(cmd, [...args, 'update', '-qq'], { env });
-      run(cmd, [...args, 'install', '-y', '-qq', 'nats-server'], { env });
-    }
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  // apt-get as root, or through passwordless sudo; otherwise say how to install it.
+  const prefix = isRoot ? [] : has('sudo') ? ['sudo', '-n'] : null;
+  if (has('apt-get') && prefix) {
+    say('installing nats-server (Debian package)...');
+    const apt = (...args) => run(prefix[0] ?? 'apt-get', [...prefix.slice(1), ...(prefix.length ? ['apt-get'] : []), ...args], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    apt('update', '-qq');
+    apt('install', '-y', '-qq', 'nats-server');
   }
   if (!has(process.env.NATS_SERVER_BIN || 'nats-server')) {
     say('nats-server is not installed and could not be installed automatically.');
