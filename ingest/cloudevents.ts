@@ -1,4 +1,6 @@
+import { isLosslessNumber } from 'lossless-json';
 import { z } from 'zod';
+import { formatDurationMs } from '../common/duration.ts';
 
 /**
  * CloudEvents 1.0 JSON as Meterline accepts it (the format OpenMeter's API and SDKs use).
@@ -57,6 +59,17 @@ export interface TimeLimits {
   maxPastMs: number;
 }
 
+/** True if the date and hour of an RFC 3339 text exist (Date.parse rolls 2026-02-30 over to March 2). */
+function calendarValid(time: string): boolean {
+  const [y, mo, d, h] = [time.slice(0, 4), time.slice(5, 7), time.slice(8, 10), time.slice(11, 13)].map(Number) as [number, number, number, number];
+  const leap = (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
+  const days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][mo - 1];
+  return days !== undefined && d >= 1 && d <= days && h <= 23;
+}
+
+/** A limit as text: whole seconds or days as before, anything else exactly (e.g. 12h, 1500ms). */
+const limitText = (ms: number, unitMs: number, unit: string) => (ms % unitMs === 0 ? `${ms / unitMs}${unit}` : formatDurationMs(ms));
+
 export type EventCheck = { ok: true; event: UsageEvent } | { ok: false; errors: FieldError[] };
 
 export function checkEvent(raw: unknown, receivedAtMs: number, limits: TimeLimits): EventCheck {
@@ -64,21 +77,25 @@ export function checkEvent(raw: unknown, receivedAtMs: number, limits: TimeLimit
     return { ok: false, errors: [{ field: '', reason: 'an event must be a JSON object' }] };
   }
   const parsed = CloudEventSchema.safeParse(raw);
-  if (!parsed.success) {
-    return { ok: false, errors: parsed.error.issues.map((i) => ({ field: i.path.join('.') || '', reason: i.message })) };
+  // The processor parses losslessly: `"data": 5` arrives as a LosslessNumber object, which z.record accepts.
+  const dataIsNumber = isLosslessNumber((raw as { data?: unknown }).data);
+  if (!parsed.success || dataIsNumber) {
+    const errors = parsed.success ? [] : parsed.error.issues.map((i) => ({ field: i.path.join('.') || '', reason: i.message }));
+    if (dataIsNumber) errors.push({ field: 'data', reason: 'data must be a JSON object' });
+    return { ok: false, errors };
   }
   const ev = parsed.data;
   let timeMs = receivedAtMs;
   if (ev.time) {
     timeMs = Date.parse(ev.time.replace(' ', 'T'));
-    if (Number.isNaN(timeMs)) return { ok: false, errors: [{ field: 'time', reason: 'time is not a valid date' }] };
+    if (Number.isNaN(timeMs) || !calendarValid(ev.time)) return { ok: false, errors: [{ field: 'time', reason: 'time is not a valid date' }] };
     if (timeMs > receivedAtMs + limits.maxFutureMs) {
-      return { ok: false, errors: [{ field: 'time', reason: `time is more than ${Math.round(limits.maxFutureMs / 1000)}s in the future; check the producer's clock` }] };
+      return { ok: false, errors: [{ field: 'time', reason: `time is more than ${limitText(limits.maxFutureMs, 1000, 's')} in the future; check the producer's clock` }] };
     }
     if (timeMs < receivedAtMs - limits.maxPastMs) {
       return {
         ok: false,
-        errors: [{ field: 'time', reason: `time is more than ${Math.round(limits.maxPastMs / 86_400_000)} days in the past (INGEST_MAX_PAST)` }],
+        errors: [{ field: 'time', reason: `time is more than ${limitText(limits.maxPastMs, 86_400_000, ' days')} in the past (INGEST_MAX_PAST)` }],
       };
     }
   }
@@ -108,7 +125,7 @@ export function checkBatch(items: unknown[], receivedAtMs: number, limits: TimeL
   return { events, errors };
 }
 
-/** The identity of an event: `(source, id)`. */
+/** The identity of an event: `(source, id)`. The source's length makes it unambiguous even when both contain NUL. */
 export function eventKey(e: { source: string; id: string }): string {
-  return `${e.source}\u0000${e.id}`;
+  return `${e.source.length}:${e.source}\u0000${e.id}`;
 }
