@@ -1,4 +1,5 @@
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { AppError, isAppError } from '../common/errors.ts';
@@ -91,9 +92,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     const retryAfter = e.details?.retryAfterSeconds;
     if (typeof retryAfter === 'number') void reply.header('retry-after', String(retryAfter));
     const { retryAfterSeconds: _r, ...details } = e.details ?? {};
-    return reply.status(e.httpStatus).send({ code: e.code, message: e.code === 'INTERNAL' ? `internal error (request ${req.id}); see the server log` : e.message, ...details });
+    return sendError(reply, e.httpStatus, { code: e.code, message: e.code === 'INTERNAL' ? `internal error (request ${req.id}); see the server log` : e.message, ...details });
   });
-  app.setNotFoundHandler((req, reply) => reply.status(404).send({ code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}; see /docs` }));
+  app.setNotFoundHandler((req, reply) => sendError(reply, 404, { code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}; see /docs` }));
 
   registerOpsRoutes(app, deps);
   registerIngestRoutes(app, deps);
@@ -103,6 +104,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     registerAdminRoutes(app, withStore);
   }
   return app;
+}
+
+/**
+ * Every error body: Meterline's `code` and `message` plus details (such as per-event `errors`),
+ * as an RFC 9457 problem document (`type`, `title`, `status`, `detail`). OpenMeter's SDKs show
+ * `detail` only when the Content-Type is exactly `application/problem+json`, so the body is sent
+ * as bytes: Fastify appends a charset to a JSON string.
+ */
+function sendError(reply: FastifyReply, status: number, body: { code: string; message: string } & Record<string, unknown>) {
+  const problem = { ...body, type: 'about:blank', title: STATUS_CODES[status] ?? 'Error', status, detail: body.message };
+  return reply.status(status).type('application/problem+json').send(Buffer.from(JSON.stringify(problem)));
 }
 
 function toAppError(err: FastifyError | AppError): AppError {

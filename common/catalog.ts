@@ -38,8 +38,12 @@ export class CatalogReplica<T> {
     void (async () => {
       for await (const e of watcher) {
         const key = e.key.slice(this.prefix.length + 1);
-        const prev = this.entries.get(key)?.value;
-        if (e.operation === 'PUT') {
+        const current = this.entries.get(key);
+        const prev = current?.value;
+        if (current && current.revision >= e.revision) {
+          // Already applied by our own `create` (or a stale delete of an older revision,
+          // e.g. the delete before a re-create): applying it again would hide the newer value.
+        } else if (e.operation === 'PUT') {
           try {
             const value = e.json<T>();
             this.entries.set(key, { value, revision: e.revision });
@@ -104,7 +108,13 @@ export class CatalogReplica<T> {
   async create(key: string, value: T): Promise<number> {
     try {
       const rev = await this.kv.create(`${this.prefix}.${key}`, JSON.stringify(value));
-      this.entries.set(key, { value, revision: rev });
+      // Listeners hear of our own write now, whether or not the watcher delivered it first
+      // (a processor backfills a new meter on this change; it must not depend on timing).
+      const current = this.entries.get(key);
+      if (!current || current.revision < rev) {
+        this.entries.set(key, { value, revision: rev });
+        this.emit(key, value, current?.value);
+      }
       return rev;
     } catch (err) {
       if (/wrong last sequence|exists/i.test(String(err))) {

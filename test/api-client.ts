@@ -22,6 +22,9 @@ export function client(app: FastifyInstance, key: string) {
     async get(url: string) {
       return app.inject({ method: 'GET', url, headers: auth });
     },
+    async del(url: string) {
+      return app.inject({ method: 'DELETE', url, headers: auth });
+    },
     async post(url: string, body?: unknown) {
       return app.inject({ method: 'POST', url, headers: { ...auth, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { payload: JSON.stringify(body) }) });
     },

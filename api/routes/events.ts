@@ -67,7 +67,10 @@ export function registerIngestRoutes(app: FastifyInstance, deps: AppDeps): void 
         if (errors.length > 0) {
           const bad = new Set(errors.map((e) => e.index)).size;
           metrics.ingestEventsRejected.inc({ reason: 'invalid' }, items.length);
-          throw new AppError('INGEST_INVALID_EVENTS', `${bad} of ${items.length} events are invalid; nothing was stored. Fix them and send the batch again.`, {
+          // The message names the first problems too: SDKs often show only the message.
+          const first = errors.slice(0, 3).map((e) => `event ${e.index}${e.id !== undefined ? ` (id ${JSON.stringify(e.id.slice(0, 64))})` : ''}: ${e.field ? `${e.field}: ` : ''}${e.reason}`);
+          const more = errors.length > first.length ? `; and ${errors.length - first.length} more (see errors)` : '';
+          throw new AppError('INGEST_INVALID_EVENTS', `${bad} of ${items.length} events are invalid; nothing was stored. Fix them and send the batch again: ${first.join('; ')}${more}`, {
             details: { errors: errors.slice(0, MAX_LISTED_ERRORS), ...(errors.length > MAX_LISTED_ERRORS ? { moreErrors: errors.length - MAX_LISTED_ERRORS } : {}) },
           });
         }
