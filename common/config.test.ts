@@ -43,7 +43,6 @@ describe('loadConfig defaults', () => {
     ['DEDUP_MAX_MEMORY_KEYS', 2_000_000],
     ['PROCESSOR_FETCH_MESSAGES', 256],
     ['PROCESSOR_MAX_EVENTS', 20_000],
-    ['PROCESSOR_FETCH_WAIT', 250],
     ['PROCESSOR_LATE_AFTER', 300_000],
     ['PROCESSOR_MAX_DELIVERIES', 5],
   ])('%s defaults to %j', (name, value) => {
@@ -68,7 +67,6 @@ describe('loadConfig values', () => {
     [{ PORT: '9000' }, 'PORT', 9_000],
     [{ DEDUP_WINDOW: '90m' }, 'DEDUP_WINDOW', 5_400_000],
     [{ DEDUP_WINDOW: '1.5h' }, 'DEDUP_WINDOW', 5_400_000],
-    [{ PROCESSOR_FETCH_WAIT: '50ms' }, 'PROCESSOR_FETCH_WAIT', 50],
     [{ INGEST_MAX_PAST: '400d' }, 'INGEST_MAX_PAST', 400 * 86_400_000],
     [{ DEDUP_MAX_MEMORY_KEYS: '1000' }, 'DEDUP_MAX_MEMORY_KEYS', 1_000],
     [{ LOG_LEVEL: 'debug' }, 'LOG_LEVEL', 'debug'],
@@ -122,5 +120,12 @@ describe('loadConfig failures name the variable and the reason', () => {
       .map((l) => l.trim().split(':')[0]);
     expect(named.sort()).toEqual(['DEDUP_WINDOW', 'LOG_LEVEL', 'PORT']);
     expect(err.message.startsWith('invalid configuration:\n')).toBe(true);
+  });
+});
+
+describe('DEDUP_WINDOW upper bound', () => {
+  it('rejects a window longer than the 31-day key retention of event_keys', () => {
+    expect(() => loadConfig({ DEDUP_WINDOW: '45d' })).toThrow(/DEDUP_WINDOW: must be at most 30d/);
+    expect(loadConfig({ DEDUP_WINDOW: '30d' }).DEDUP_WINDOW).toBe(30 * 86_400_000);
   });
 });

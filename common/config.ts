@@ -55,7 +55,6 @@ export const ConfigSchema = z.object({
   DEDUP_MAX_MEMORY_KEYS: int(2_000_000, 1000),
   PROCESSOR_FETCH_MESSAGES: int(256),
   PROCESSOR_MAX_EVENTS: int(20_000),
-  PROCESSOR_FETCH_WAIT: duration('250ms'),
   PROCESSOR_LATE_AFTER: duration('5m'),
   PROCESSOR_MAX_DELIVERIES: int(5),
 });
@@ -71,6 +70,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   if (parsed.data.STREAM_DUPLICATE_WINDOW > parsed.data.STREAM_MAX_AGE) {
     throw new AppError('CONFIG_INVALID', 'invalid configuration:\n  STREAM_DUPLICATE_WINDOW: must not exceed STREAM_MAX_AGE');
+  }
+  // event_keys (the dedup fallback) keeps keys 31 days: a longer window could not be exact.
+  if (parsed.data.DEDUP_WINDOW > 30 * 86_400_000) {
+    throw new AppError('CONFIG_INVALID', 'invalid configuration:\n  DEDUP_WINDOW: must be at most 30d (event_keys keeps keys for 31 days)');
   }
   return { ...parsed.data, stateDir: path.resolve(parsed.data.METERLINE_STATE_DIR) };
 }
