@@ -129,6 +129,11 @@ function toAppError(err: FastifyError | AppError): AppError {
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return new AppError('REQUEST_INVALID', 'Content-Length does not match the body');
   }
+  // ClickHouse or NATS unreachable: the client may retry; nothing was changed.
+  const sysCode = (err as { code?: unknown }).code;
+  if (typeof sysCode === 'string' && ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'].includes(sysCode)) {
+    return new AppError('STORE_UNAVAILABLE', 'a backing store is unreachable; retry after the delay in Retry-After', { cause: err, details: { retryAfterSeconds: 2 } });
+  }
   if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return new AppError('REQUEST_INVALID', err.message, { httpStatus: err.statusCode });
   return new AppError('INTERNAL', err.message, { cause: err });
 }

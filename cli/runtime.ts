@@ -151,6 +151,7 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
       ready: async () => ({
         nats: !nats.nc.isClosed() && nats.nc.info !== undefined && (await nats.nc.flush().then(() => true, () => false)),
         ...(store ? { clickhouse: await store.ch.ping().then((r) => r.success, () => false) } : {}),
+        ...(processor ? { processor: processor.healthy } : {}),
       }),
     });
     url = await app.listen({ host: config.HOST, port: config.PORT });

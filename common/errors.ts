@@ -17,7 +17,6 @@ export const ErrorCodes = {
   INGEST_OVERLOADED: { httpStatus: 429, retryable: true },
   METER_NOT_FOUND: { httpStatus: 404, retryable: false },
   METER_EXISTS: { httpStatus: 409, retryable: false },
-  METER_INVALID: { httpStatus: 400, retryable: false },
   CATALOG_CONFLICT: { httpStatus: 409, retryable: true },
   DEADLETTER_NOT_FOUND: { httpStatus: 404, retryable: false },
   QUERY_INVALID: { httpStatus: 400, retryable: false },

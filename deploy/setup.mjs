@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 // Installs what Meterline needs on a fresh Debian/Ubuntu machine with Node 20:
-//   1. npm packages (npm ci) when node_modules is missing or older than package-lock.json;
+//   1. npm packages when node_modules is missing or older than package-lock.json. `npm install`
+//      (which keeps the versions in package-lock.json), not `npm ci`: the lock cannot list the
+//      other platforms' optional binaries (chDB's, rollup's) when the registry in reach does not
+//      serve them, and `npm ci` refuses such a lock;
 //   2. nats-server (Debian package) when it is not on PATH and NATS_URL is not set.
 // Idempotent and quiet when everything is in place. Used by `npm run demo` and `npm test`.
 import { spawnSync } from 'node:child_process';
@@ -22,10 +25,10 @@ if (major < 20) {
 const lock = path.join(root, 'package-lock.json');
 const installed = path.join(root, 'node_modules', '.package-lock.json');
 if (!fs.existsSync(installed) || fs.statSync(installed).mtimeMs < fs.statSync(lock).mtimeMs) {
-  say('installing npm packages (npm ci)...');
-  const r = run('npm', ['ci', '--no-audit', '--no-fund', '--loglevel=error']);
+  say('installing npm packages...');
+  const r = run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error']);
   if (r.status !== 0) {
-    say('npm ci failed; see the output above.');
+    say('npm install failed; see the output above.');
     process.exit(r.status ?? 1);
   }
 }

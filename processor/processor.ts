@@ -11,7 +11,7 @@ import { checkEvent, eventKey, RECEIVED_AT_HEADER, type TimeLimits, type UsageEv
 import { Backfiller } from './backfill.ts';
 import { DeadLetters, type DeadLetterEntry } from './dead-letter.ts';
 import { DedupIndex } from './dedup.ts';
-import { meterValues, type Meter } from './meters.ts';
+import { meterValues, type Meter, type MeterValue } from './meters.ts';
 
 export interface ProcessorOptions {
   dedupWindowMs: number;
@@ -38,6 +38,8 @@ interface Candidate {
   seq: number;
   index: number;
   receivedAtMs: number;
+  /** The event as parsed (numbers exact), for the dead-letter stream if no meter can count it. */
+  raw: unknown;
 }
 
 /** A row of `events_raw`, in the JSONEachRow shape the insert sends. */
@@ -51,7 +53,7 @@ interface RawRow {
   received_at: number;
   data: string;
   stream_seq: number;
-  meter_values: ReturnType<typeof meterValues> extends infer R ? (R extends { ok: true; values: infer V } ? V : never) : never;
+  meter_values: MeterValue[];
 }
 
 /**
@@ -83,6 +85,7 @@ export class Processor {
   private verifyWithStoreUntilMs = 0;
   private pendingTimer: NodeJS.Timeout | undefined;
   private stopping = false;
+  private failure: unknown;
   private unsubscribe: (() => void) | undefined;
 
   constructor(private readonly deps: ProcessorDeps) {
@@ -102,10 +105,20 @@ export class Processor {
     await this.serial(() => this.backfiller.runPending(this.deps.meters.list()));
     const consumer = await this.deps.nats.js.consumers.get(this.deps.nats.topology.stream, PROCESSOR_CONSUMER);
     this.messages = await consumer.consume({ max_messages: this.deps.options.fetchMessages });
-    this.loop = this.run(this.messages);
+    this.loop = this.run(this.messages).catch((err: unknown) => {
+      // The consumer is gone (e.g. deleted by an operator): nothing is acked any more, so no
+      // event is lost, but this process no longer makes progress. Readiness reports it.
+      this.failure = err;
+      this.log.fatal({ err }, 'processor stopped consuming; restart the process');
+    });
     this.pendingTimer = setInterval(() => void this.reportPending(), 5_000);
     this.pendingTimer.unref();
     this.log.info({ dedupKeys: this.dedup.size }, 'processor started');
+  }
+
+  /** False once the consume loop has died; `/readyz` reports it. */
+  get healthy(): boolean {
+    return this.failure === undefined;
   }
 
   /** Stops taking messages, finishes the batch in flight (drain), then returns. */
@@ -129,6 +142,8 @@ export class Processor {
     let events = 0;
     for await (const m of messages) {
       batch.push(m);
+      // A cheap estimate of the events in a message (about 200 bytes each) bounds the batch
+      // without parsing twice.
       events += 1 + Math.floor(m.data.length / 200);
       // Flush when the client's buffer is drained (low latency when idle) or the batch is full.
       if (messages.getPending() === 0 || batch.length >= this.deps.options.fetchMessages || events >= this.deps.options.maxEvents) {
@@ -188,7 +203,7 @@ export class Processor {
       const items = Array.isArray(parsed) ? parsed : [parsed];
       items.forEach((item, index) => {
         const r = checkEvent(item, receivedAtMs, options.limits);
-        if (r.ok) candidates.push({ event: r.event, key: eventKey(r.event), seq: m.seq, index, receivedAtMs });
+        if (r.ok) candidates.push({ event: r.event, key: eventKey(r.event), seq: m.seq, index, receivedAtMs, raw: item });
         else dead.push(this.deadLetter(r.errors.map((e) => (e.field ? `${e.field}: ${e.reason}` : e.reason)).join('; '), m.seq, index, receivedAtMs, losslessStringify(item) ?? 'null'));
       });
     }
@@ -215,7 +230,7 @@ export class Processor {
     for (const c of fresh) {
       const mv = meterValues(c.event, meters);
       if (!mv.ok) {
-        dead.push(this.deadLetter(mv.reason, c.seq, c.index, c.receivedAtMs, losslessStringify(c.event.data) ?? '{}', c.event));
+        dead.push(this.deadLetter(mv.reason, c.seq, c.index, c.receivedAtMs, losslessStringify(c.raw) ?? 'null'));
         continue;
       }
       if (now - c.event.timeMs > options.lateAfterMs) metrics.processorLateEvents.inc();
@@ -255,12 +270,8 @@ export class Processor {
     for (const m of msgs) m.ack();
   }
 
-  private deadLetter(reason: string, streamSeq: number, index: number, receivedAtMs: number, eventText: string, event?: UsageEvent): DeadLetterEntry {
-    const text = event
-      ? JSON.stringify({ specversion: '1.0', id: event.id, source: event.source, type: event.type, subject: event.subject, time: new Date(event.timeMs).toISOString() }).slice(0, -1) +
-        `,"data":${eventText}}`
-      : eventText;
-    return { reason, stream: this.deps.nats.topology.stream, streamSeq, index, receivedAtMs, deadLetteredAt: new Date().toISOString(), event: text };
+  private deadLetter(reason: string, streamSeq: number, index: number, receivedAtMs: number, eventText: string): DeadLetterEntry {
+    return { reason, stream: this.deps.nats.topology.stream, streamSeq, index, receivedAtMs, deadLetteredAt: new Date().toISOString(), event: eventText };
   }
 
   private async insert(rows: RawRow[], msgs: JsMsg[]): Promise<void> {
