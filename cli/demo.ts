@@ -85,7 +85,8 @@ export async function runDemo(baseUrl: string, apiKey: string, say: (s: string) 
   await post('/api/v1/events', late);
   const bad = await post('/api/v1/events', [{ ...onTime[0], id: 'demo-bad', time: 'yesterday' }, { specversion: '1.0', id: 'demo-bad-2', source: 'demo', type: 'api.request' }]);
   say(`Demo: sent ${sent} events, a retried batch, 50 duplicates and ${late.length} late events (5 hours and 2 days old).`);
-  say(`Demo: a batch with invalid events was rejected as it should be (${bad.status}): ${JSON.stringify(await bad.json())}`);
+  const badBody = (await bad.json()) as { code: string; errors: unknown[] };
+  say(`Demo: a batch with invalid events was rejected as it should be (${bad.status} ${badBody.code}): ${JSON.stringify(badBody.errors)}`);
 
   const expected = new Map<string, { calls: number; tokens: Decimal; users: Set<string> }>();
   for (const c of CUSTOMERS) expected.set(c, { calls: 0, tokens: new Decimal(0), users: new Set() });
