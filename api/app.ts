@@ -14,6 +14,7 @@ import { registerIngestRoutes } from './routes/events.ts';
 import { registerMeterRoutes } from './routes/meters.ts';
 import { registerOpsRoutes } from './routes/ops.ts';
 import { registerAdminRoutes } from './routes/admin.ts';
+import { registerBillingRoutes, type BillingRouteDeps } from './routes/billing.ts';
 
 export interface AppDeps {
   logger: Logger;
@@ -25,6 +26,8 @@ export interface AppDeps {
   publisher: EventPublisher;
   deadLetters: DeadLetters;
   ingest: { maxBodyBytes: number; maxBatchEvents: number; limits: TimeLimits };
+  /** The rater's routes (customers, plans, subscriptions, invoices); absent in roles without it. */
+  billing?: BillingRouteDeps;
   /** Readiness: every dependency this process needs is reachable. */
   ready: () => Promise<Record<string, boolean>>;
 }
@@ -102,6 +105,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     const withStore = { ...deps, store: deps.store };
     registerMeterRoutes(app, withStore);
     registerAdminRoutes(app, withStore);
+    if (deps.billing) registerBillingRoutes(app, withStore, deps.billing);
   }
   return app;
 }

@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../common/errors.ts';
 
@@ -31,3 +31,23 @@ export const stringList = z
   .union([z.string(), z.array(z.string())])
   .optional()
   .transform((v) => (v === undefined ? [] : Array.isArray(v) ? v : [v]));
+
+/** Sends rows as CSV (RFC 4180 quoting) with a download filename: finance exports. */
+export function sendCsv(reply: FastifyReply, filename: string, header: string[], rows: (string | number | null | undefined)[][]): FastifyReply {
+  const esc = (v: string | number | null | undefined) => {
+    const s = v === null || v === undefined ? '' : String(v);
+    // A leading =, +, - or @ would be a formula in a spreadsheet: quote-prefix it.
+    const safe = /^[=+@]/.test(s) || (/^-/.test(s) && !/^-\d/.test(s)) ? `'${s}` : s;
+    return /[",\n\r]/.test(safe) ? `"${safe.replaceAll('"', '""')}"` : safe;
+  };
+  return reply
+    .header('content-type', 'text/csv; charset=utf-8')
+    .header('content-disposition', `attachment; filename="${filename}"`)
+    .send([header, ...rows].map((r) => r.map(esc).join(',')).join('\r\n') + '\r\n');
+}
+
+/** True if the client asked for CSV (`?format=csv` or `Accept: text/csv`). */
+export function wantsCsv(req: FastifyRequest): boolean {
+  const q = req.query as Record<string, unknown> | undefined;
+  return q?.format === 'csv' || /\btext\/csv\b/.test(req.headers.accept ?? '');
+}

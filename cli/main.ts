@@ -60,11 +60,12 @@ function readAdminKey(cfg: Config): string | undefined {
 
 program
   .command('start')
-  .description('Run every role in one process: ingest, processor and API. Starts nats-server and embedded ClickHouse unless NATS_URL / CLICKHOUSE_URL are set.')
+  .description('Run every role in one process: ingest, processor, API and scheduler. Starts nats-server and embedded ClickHouse unless NATS_URL / CLICKHOUSE_URL are set.')
   .option('--demo', 'also create demo meters and send a small workload (duplicates, late events) and print the usage it produces')
-  .action((opts: { demo?: boolean }) => runRoles(['ingest', 'processor', 'api'], opts));
+  .action((opts: { demo?: boolean }) => runRoles(['ingest', 'processor', 'api', 'scheduler'], opts));
 program.command('ingest').description('Run the HTTP ingest role only (needs NATS; stateless, scale out freely).').action(() => runRoles(['ingest'], {}));
 program.command('processor').description('Run the stream processor only (needs NATS and ClickHouse).').action(() => runRoles(['processor'], {}));
+program.command('scheduler').description('Run scheduled jobs only: billing close of due periods (under a lease: run as many as you like).').action(() => runRoles(['scheduler'], {}));
 program.command('api').description('Run the HTTP API (ingest, meters, usage, admin) without the processor.').action(() => runRoles(['api'], {}));
 
 const keys = program.command('keys').description('Manage API keys (writes straight to the NATS catalog).');
@@ -108,6 +109,26 @@ program
     const body = (await res.json()) as { ok?: boolean };
     process.stdout.write(JSON.stringify(body, null, 2) + '\n');
     if (!res.ok || !body.ok) process.exitCode = 1;
+  });
+
+program
+  .command('close')
+  .description('Finalize (or preview with --dry-run) the billing periods that start in a month, through the running API.')
+  .requiredOption('--period <YYYY-MM>', 'the month the billing periods start in, e.g. 2026-10')
+  .option('--customer <key>', 'one customer only')
+  .option('--dry-run', 'compute the invoices at the same cutoff without storing anything')
+  .option('--url <url>', 'API base URL (default: the running meterline start, or METERLINE_URL)')
+  .action(async (opts: { period: string; customer?: string; dryRun?: boolean; url?: string }) => {
+    const { url, key } = apiTarget(opts.url);
+    const res = await fetch(`${url}/api/v1/billing/close`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ period: opts.period, dryRun: opts.dryRun ?? false, ...(opts.customer ? { customer: opts.customer } : {}) }),
+    });
+    const body = (await res.json()) as { invoices?: { number?: string; id: string; customer: string; total: string; currency: string; lines: unknown[] }[]; skipped?: unknown[]; message?: string };
+    if (!res.ok) throw new Error(body.message ?? `close failed with HTTP ${res.status}`);
+    for (const inv of body.invoices ?? []) process.stderr.write(`${inv.number ?? `${inv.id} (preview)`}  ${inv.customer}  ${inv.lines.length} lines  ${inv.total} ${inv.currency}\n`);
+    process.stdout.write(JSON.stringify(body, null, 2) + '\n');
   });
 
 function apiTarget(urlOpt?: string): { url: string; key: string } {

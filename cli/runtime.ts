@@ -1,7 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { CatalogReplica } from '../common/catalog.ts';
+import { BASE64URL_KEYS, CatalogReplica } from '../common/catalog.ts';
+import { Leases } from '../common/lease.ts';
+import { Billing, type Customer, type Plan, type Subscription } from '../rater/index.ts';
+import cron, { type ScheduledTask } from 'node-cron';
 import { migrate, openStore, type Store } from '../common/clickhouse.ts';
 import type { Config } from '../common/config.ts';
 import type { Logger } from '../common/logger.ts';
@@ -12,7 +15,7 @@ import { EventPublisher } from '../ingest/index.ts';
 import { DeadLetters, Processor, type Meter } from '../processor/index.ts';
 import { ApiKeys, buildApp, type ApiKeyRecord } from '../api/index.ts';
 
-export const Roles = ['ingest', 'processor', 'api'] as const;
+export const Roles = ['ingest', 'processor', 'api', 'scheduler'] as const;
 export type Role = (typeof Roles)[number];
 
 export interface Runtime {
@@ -25,6 +28,7 @@ export interface Runtime {
   metrics: Metrics;
   app?: FastifyInstance;
   processor?: Processor;
+  billing?: Billing;
   /** Base URL of the HTTP server, when one listens. */
   url?: string;
   /** The admin key created for a new installation (only on its first start). */
@@ -81,8 +85,13 @@ export function natsTopology(config: Config) {
 export async function openCatalog(nats: NatsClients, logger: Logger) {
   const meters = new CatalogReplica<Meter>(nats.kv, 'meter', logger);
   const keyReplica = new CatalogReplica<ApiKeyRecord>(nats.kv, 'apikey', logger);
-  await Promise.all([meters.start(), keyReplica.start()]);
-  return { meters, keys: new ApiKeys(keyReplica), stop: () => (meters.stop(), keyReplica.stop()) };
+  // Customer keys are event subjects (any characters): stored under base64url keys.
+  const customers = new CatalogReplica<Customer>(nats.kv, 'customer', logger, BASE64URL_KEYS);
+  const plans = new CatalogReplica<Plan>(nats.kv, 'plan', logger);
+  const subscriptions = new CatalogReplica<Subscription>(nats.kv, 'subscription', logger);
+  const all = [meters, keyReplica, customers, plans, subscriptions];
+  await Promise.all(all.map((r) => r.start()));
+  return { meters, keys: new ApiKeys(keyReplica), customers, plans, subscriptions, stop: () => all.forEach((r) => r.stop()) };
 }
 
 /**
@@ -95,7 +104,7 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
   const { url: natsUrl, server: natsServer } = await resolveNats(config, logger);
   const nats = await openNats(natsUrl, natsTopology(config), logger, `meterline-${roles.join('+')}`);
   const catalog = await openCatalog(nats, logger);
-  const needsStore = roles.includes('processor') || roles.includes('api');
+  const needsStore = roles.includes('processor') || roles.includes('api') || roles.includes('scheduler');
   const store = needsStore
     ? await openStore({ url: config.CLICKHOUSE_URL, user: config.CLICKHOUSE_USER, password: config.CLICKHOUSE_PASSWORD, dataDir: chdbDir(config), db: config.CLICKHOUSE_DATABASE })
     : undefined;
@@ -107,6 +116,20 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
     fs.mkdirSync(config.stateDir, { recursive: true });
     fs.writeFileSync(path.join(config.stateDir, 'admin-key'), firstAdminKey + '\n', { mode: 0o600 });
   }
+
+  const billing = store
+    ? new Billing({
+        store,
+        meters: catalog.meters,
+        customers: catalog.customers,
+        plans: catalog.plans,
+        subscriptions: catalog.subscriptions,
+        kv: nats.kv,
+        leases: await Leases.open(nats.js),
+        logger: logger.child({ component: 'rater' }),
+        options: { graceMs: config.BILLING_GRACE, rounding: config.BILLING_ROUNDING, numberPrefix: config.INVOICE_NUMBER_PREFIX },
+      })
+    : undefined;
 
   const limits = { maxFutureMs: config.INGEST_MAX_FUTURE, maxPastMs: config.INGEST_MAX_PAST };
   let processor: Processor | undefined;
@@ -147,6 +170,7 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
       keys: catalog.keys,
       publisher,
       deadLetters: new DeadLetters(nats),
+      ...(billing ? { billing: { billing, customers: catalog.customers, plans: catalog.plans, subscriptions: catalog.subscriptions } } : {}),
       ingest: { maxBodyBytes: config.INGEST_MAX_BODY_BYTES, maxBatchEvents: config.INGEST_MAX_BATCH_EVENTS, limits },
       ready: async () => ({
         nats: !nats.nc.isClosed() && nats.nc.info !== undefined && (await nats.nc.flush().then(() => true, () => false)),
@@ -155,6 +179,24 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
       }),
     });
     url = await app.listen({ host: config.HOST, port: config.PORT });
+  }
+
+  // The scheduler: billing close of due periods, under a lease (one close at a time across processes).
+  let task: ScheduledTask | undefined;
+  if (roles.includes('scheduler') && billing) {
+    const log = logger.child({ component: 'scheduler' });
+    task = cron.schedule(
+      config.BILLING_SCHEDULE,
+      async () => {
+        try {
+          const r = await billing.runDue(Date.now());
+          if (r.finalized.length > 0) log.info({ invoices: r.finalized.length }, 'billing close finalized invoices');
+        } catch (err) {
+          log.error({ err }, 'billing close failed; it runs again at the next tick');
+        }
+      },
+      { name: 'billing-close', noOverlap: true },
+    );
   }
 
   if (natsServer || roles.length === Roles.length) {
@@ -174,11 +216,13 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
     metrics,
     app,
     processor,
+    billing,
     url,
     firstAdminKey,
     async stop() {
       if (stopped) return;
       stopped = true;
+      await task?.stop();
       await app?.close();
       await processor?.stop();
       catalog.stop();

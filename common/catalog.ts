@@ -13,6 +13,19 @@ export interface Versioned<T> {
   revision: number;
 }
 
+export interface KeyCodec {
+  encode(key: string): string;
+  decode(kvKey: string): string;
+}
+
+const IDENTITY: KeyCodec = { encode: (k) => k, decode: (k) => k };
+
+/** base64url: any string becomes a valid KV key token. */
+export const BASE64URL_KEYS: KeyCodec = {
+  encode: (k) => Buffer.from(k, 'utf8').toString('base64url') || '_',
+  decode: (k) => (k === '_' ? '' : Buffer.from(k, 'base64url').toString('utf8')),
+};
+
 export type ChangeListener<T> = (key: string, next: T | undefined, prev: T | undefined) => void;
 
 export class CatalogReplica<T> {
@@ -24,7 +37,13 @@ export class CatalogReplica<T> {
     private readonly kv: KV,
     private readonly prefix: string,
     private readonly logger: Logger,
+    /** Keys that KV does not allow (any characters, e.g. customer keys) are stored encoded. */
+    private readonly codec: KeyCodec = IDENTITY,
   ) {}
+
+  private kvKey(key: string): string {
+    return `${this.prefix}.${this.codec.encode(key)}`;
+  }
 
   /** Loads the current values and keeps following changes; resolves once the replica is current. */
   async start(): Promise<void> {
@@ -37,7 +56,7 @@ export class CatalogReplica<T> {
     if (initial === 0) resolveReady();
     void (async () => {
       for await (const e of watcher) {
-        const key = e.key.slice(this.prefix.length + 1);
+        const key = this.codec.decode(e.key.slice(this.prefix.length + 1));
         const current = this.entries.get(key);
         const prev = current?.value;
         if (current && current.revision >= e.revision) {
@@ -99,7 +118,7 @@ export class CatalogReplica<T> {
 
   /** Reads through to KV (not the replica): the answer right after a write by another process. */
   async getFresh(key: string): Promise<Versioned<T> | undefined> {
-    const e = await this.kv.get(`${this.prefix}.${key}`);
+    const e = await this.kv.get(this.kvKey(key));
     if (!e || e.operation !== 'PUT') return undefined;
     return { value: e.json<T>(), revision: e.revision };
   }
@@ -107,7 +126,7 @@ export class CatalogReplica<T> {
   /** Creates the key; throws CATALOG_CONFLICT if it already exists. */
   async create(key: string, value: T): Promise<number> {
     try {
-      const rev = await this.kv.create(`${this.prefix}.${key}`, JSON.stringify(value));
+      const rev = await this.kv.create(this.kvKey(key), JSON.stringify(value));
       // Listeners hear of our own write now, whether or not the watcher delivered it first
       // (a processor backfills a new meter on this change; it must not depend on timing).
       const current = this.entries.get(key);
@@ -126,7 +145,7 @@ export class CatalogReplica<T> {
 
   async update(key: string, value: T, revision: number): Promise<number> {
     try {
-      return await this.kv.update(`${this.prefix}.${key}`, JSON.stringify(value), revision);
+      return await this.kv.update(this.kvKey(key), JSON.stringify(value), revision);
     } catch (err) {
       if (/wrong last sequence/i.test(String(err))) {
         throw new AppError('CATALOG_CONFLICT', `${this.prefix} "${key}" was changed by someone else; read it again and retry`, { cause: err });
@@ -136,7 +155,7 @@ export class CatalogReplica<T> {
   }
 
   async delete(key: string): Promise<void> {
-    await this.kv.delete(`${this.prefix}.${key}`);
+    await this.kv.delete(this.kvKey(key));
     const prev = this.entries.get(key)?.value;
     if (this.entries.delete(key)) this.emit(key, undefined, prev);
   }

@@ -57,6 +57,17 @@ export const ConfigSchema = z.object({
   PROCESSOR_MAX_EVENTS: int(20_000),
   PROCESSOR_LATE_AFTER: duration('5m'),
   PROCESSOR_MAX_DELIVERIES: int(5),
+
+  /** After a period ends, its invoice stays a draft this long, then is finalized. */
+  BILLING_GRACE: duration('1h'),
+  BILLING_ROUNDING: z.enum(['half_up', 'half_even', 'down', 'up']).default('half_up'),
+  /** node-cron expression for the scheduler's close run (every minute by default). */
+  BILLING_SCHEDULE: z.string().default('* * * * *'),
+  INVOICE_NUMBER_PREFIX: z.string().regex(/^[A-Z0-9-]{1,12}$/, 'must be 1-12 upper-case letters, digits or "-"').default('ML'),
+  /** Stripe secret key; unset: invoices are not pushed to Stripe. */
+  STRIPE_API_KEY: z.string().optional(),
+  /** Another Stripe-compatible endpoint (tests use a local one), e.g. http://127.0.0.1:12111. */
+  STRIPE_API_BASE: z.string().url().optional(),
 });
 
 export type Config = z.infer<typeof ConfigSchema> & { stateDir: string };

@@ -1,0 +1,245 @@
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { AppError } from '../../common/errors.ts';
+import type { CatalogReplica } from '../../common/catalog.ts';
+import type { Store } from '../../common/clickhouse.ts';
+import {
+  CancelSchema,
+  changePlan,
+  CustomerInputSchema,
+  PlanChangeSchema,
+  PlanInputSchema,
+  SubscriptionInputSchema,
+  type Billing,
+  type Customer,
+  type Invoice,
+  type Plan,
+  type Subscription,
+} from '../../rater/index.ts';
+import type { AppDeps } from '../app.ts';
+import { isoTime, jsonBody, parseWith, sendCsv, wantsCsv } from '../http.ts';
+
+export interface BillingRouteDeps {
+  billing: Billing;
+  customers: CatalogReplica<Customer>;
+  plans: CatalogReplica<Plan>;
+  subscriptions: CatalogReplica<Subscription>;
+  /** Pushes finalized invoices to Stripe and reports differences; absent without STRIPE_API_KEY. */
+  stripe?: { status(invoiceId: string): Promise<unknown>; reconcile(): Promise<unknown[]> };
+}
+
+const obj = { type: 'object', additionalProperties: true } as const;
+const tags = ['billing'];
+
+function invoiceCsvRows(inv: Invoice): (string | null)[][] {
+  return inv.lines.map((l) => [inv.id, inv.number ?? null, inv.status, inv.customer, inv.currency, inv.periodStart, inv.periodEnd, l.id, l.kind, l.meter ?? null, l.description, l.periodStart, l.periodEnd, l.quantity, l.unitPrice ?? null, l.amount, JSON.stringify(l.breakdown)]);
+}
+const INVOICE_CSV_HEADER = ['invoice_id', 'number', 'status', 'customer', 'currency', 'period_start', 'period_end', 'line_id', 'kind', 'meter', 'description', 'line_period_start', 'line_period_end', 'quantity', 'unit_price', 'amount', 'breakdown'];
+
+/** Customers, plans, subscriptions, invoices, adjustments, close, finance aggregates. Scope: billing. */
+export function registerBillingRoutes(app: FastifyInstance, deps: AppDeps & { store: Store }, b: BillingRouteDeps): void {
+  const scope = { scope: 'billing' as const };
+
+  // ---- customers ----
+  app.post('/api/v1/customers', { config: scope, schema: { tags, summary: 'Create a customer (key = the events\' subject)', body: obj, response: { 201: obj, 400: { $ref: 'Error#' }, 409: { $ref: 'Error#' } } } }, async (req, reply) => {
+    const input = parseWith(CustomerInputSchema, jsonBody(req));
+    const customer: Customer = { ...input, createdAt: new Date().toISOString() };
+    await b.customers.create(input.key, customer);
+    return reply.status(201).send(customer);
+  });
+  app.get('/api/v1/customers', { config: scope, schema: { tags, summary: 'List customers', response: { 200: { type: 'array', items: obj } } } }, async () => b.customers.list().sort((x, y) => x.key.localeCompare(y.key)));
+  app.get<{ Params: { key: string } }>('/api/v1/customers/:key', { config: scope, schema: { tags, summary: 'Get a customer', response: { 200: obj, 404: { $ref: 'Error#' } } } }, async (req) => b.billing.customer(req.params.key));
+  app.put<{ Params: { key: string } }>('/api/v1/customers/:key', { config: scope, schema: { tags, summary: 'Replace a customer (optimistic concurrency on the catalog revision)', body: obj, response: { 200: obj } } }, async (req) => {
+    const input = parseWith(CustomerInputSchema, { ...(jsonBody(req) as object), key: req.params.key });
+    const cur = await b.customers.getFresh(req.params.key);
+    if (!cur) throw new AppError('NOT_FOUND', `no customer "${req.params.key}"`);
+    const next: Customer = { ...input, createdAt: cur.value.createdAt };
+    await b.customers.update(req.params.key, next, cur.revision);
+    return next;
+  });
+  app.get<{ Params: { key: string } }>('/api/v1/customers/:key/projected-invoice', {
+    config: { scope: 'read' },
+    schema: { tags, summary: "The customer's current period: invoice so far and projected to period end at the current run rate", response: { 200: obj } },
+  }, async (req) => {
+    b.billing.customer(req.params.key);
+    const items = await b.billing.projected(req.params.key, Date.now());
+    return { customer: req.params.key, subscriptions: items.map((i) => ({ periodStart: new Date(i.period.start).toISOString(), periodEnd: new Date(i.period.end).toISOString(), elapsedShare: i.elapsedShare, amountSoFar: i.soFar.total, projectedTotal: i.projected.total, currency: i.soFar.currency, soFar: i.soFar, projected: i.projected })) };
+  });
+
+  // ---- plans ----
+  app.post('/api/v1/plans', { config: scope, schema: { tags, summary: 'Create a plan: base fee and usage charges with prices', body: obj, response: { 201: obj, 400: { $ref: 'Error#' }, 409: { $ref: 'Error#' } } } }, async (req, reply) => {
+    const input = parseWith(PlanInputSchema, jsonBody(req));
+    for (const c of input.charges) if (!deps.meters.get(c.meter)) throw new AppError('REQUEST_INVALID', `charges: meter "${c.meter}" of charge "${c.key}" does not exist; create it first`);
+    const plan: Plan = { ...input, createdAt: new Date().toISOString() };
+    await b.plans.create(input.key, plan);
+    return reply.status(201).send(plan);
+  });
+  app.get('/api/v1/plans', { config: scope, schema: { tags, summary: 'List plans', response: { 200: { type: 'array', items: obj } } } }, async () => b.plans.list().sort((x, y) => x.key.localeCompare(y.key)));
+  app.get<{ Params: { key: string } }>('/api/v1/plans/:key', { config: scope, schema: { tags, summary: 'Get a plan', response: { 200: obj, 404: { $ref: 'Error#' } } } }, async (req) => {
+    const p = b.plans.get(req.params.key);
+    if (!p) throw new AppError('NOT_FOUND', `no plan "${req.params.key}"`);
+    return p;
+  });
+
+  // ---- subscriptions ----
+  app.post('/api/v1/subscriptions', { config: scope, schema: { tags, summary: 'Subscribe a customer to a plan', body: obj, response: { 201: obj, 400: { $ref: 'Error#' } } } }, async (req, reply) => {
+    const input = parseWith(SubscriptionInputSchema, jsonBody(req));
+    const customer = b.billing.customer(input.customer);
+    const plan = b.plans.get(input.plan);
+    if (!plan) throw new AppError('REQUEST_INVALID', `plan: no plan "${input.plan}"`);
+    if (plan.currency !== customer.currency) throw new AppError('REQUEST_INVALID', `plan: "${plan.key}" is priced in ${plan.currency} but the customer is billed in ${customer.currency}`);
+    const sub: Subscription = {
+      id: input.id ?? `sub_${randomUUID().replaceAll('-', '').slice(0, 20)}`,
+      customer: input.customer,
+      anchor: input.anchor ?? input.start,
+      phases: [{ plan: input.plan, start: input.start, ...(input.end ? { end: input.end } : {}) }],
+      ...(input.overrides ? { overrides: input.overrides } : {}),
+      ...(input.discounts ? { discounts: input.discounts } : {}),
+      createdAt: new Date().toISOString(),
+    };
+    await b.subscriptions.create(sub.id, sub);
+    return reply.status(201).send(sub);
+  });
+  app.get<{ Querystring: { customer?: string } }>('/api/v1/subscriptions', { config: scope, schema: { tags, summary: 'List subscriptions', querystring: { type: 'object', properties: { customer: { type: 'string' } } }, response: { 200: { type: 'array', items: obj } } } }, async (req) =>
+    b.subscriptions.list().filter((s) => !req.query.customer || s.customer === req.query.customer),
+  );
+  app.get<{ Params: { id: string } }>('/api/v1/subscriptions/:id', { config: scope, schema: { tags, summary: 'Get a subscription', response: { 200: obj, 404: { $ref: 'Error#' } } } }, async (req) => {
+    const s = b.subscriptions.get(req.params.id);
+    if (!s) throw new AppError('NOT_FOUND', `no subscription "${req.params.id}"`);
+    return s;
+  });
+  const mutate = async (id: string, f: (s: Subscription) => Subscription | { error: string }) => {
+    const cur = await b.subscriptions.getFresh(id);
+    if (!cur) throw new AppError('NOT_FOUND', `no subscription "${id}"`);
+    const next = f(cur.value);
+    if ('error' in next) throw new AppError('REQUEST_INVALID', next.error);
+    await b.subscriptions.update(id, next, cur.revision);
+    return next;
+  };
+  app.post<{ Params: { id: string } }>('/api/v1/subscriptions/:id/change-plan', { config: scope, schema: { tags, summary: 'Change plan (upgrade or downgrade) at a time; fixed fees are prorated to the second', body: obj, response: { 200: obj } } }, async (req) => {
+    const input = parseWith(PlanChangeSchema, jsonBody(req));
+    const plan = b.plans.get(input.plan);
+    if (!plan) throw new AppError('REQUEST_INVALID', `plan: no plan "${input.plan}"`);
+    return mutate(req.params.id, (s) => {
+      if (plan.currency !== b.billing.customer(s.customer).currency) return { error: `plan: "${plan.key}" is priced in ${plan.currency}, not the customer's currency` };
+      return changePlan(s, input.plan, Date.parse(input.effectiveAt));
+    });
+  });
+  app.post<{ Params: { id: string } }>('/api/v1/subscriptions/:id/cancel', { config: scope, schema: { tags, summary: 'Cancel at a time; an advance fee is credited for the unused part', body: obj, response: { 200: obj } } }, async (req) => {
+    const input = parseWith(CancelSchema, jsonBody(req));
+    return mutate(req.params.id, (s) => changePlan(s, undefined, Date.parse(input.effectiveAt)));
+  });
+
+  // ---- invoices ----
+  const InvoiceQuery = z.object({
+    customer: z.string().optional(),
+    status: z.enum(['draft', 'finalized']).optional(),
+    from: isoTime('from').optional(),
+    to: isoTime('to').optional(),
+    format: z.enum(['json', 'csv']).optional(),
+  });
+  app.get<{ Querystring: Record<string, string> }>('/api/v1/invoices', {
+    config: scope,
+    schema: { tags, summary: 'List invoices (finalized, and drafts in their grace period); JSON or CSV (?format=csv)', querystring: { type: 'object', properties: { customer: { type: 'string' }, status: { type: 'string', enum: ['draft', 'finalized'] }, from: { type: 'string', format: 'date-time', description: 'period start at or after' }, to: { type: 'string', format: 'date-time', description: 'period start before' }, format: { type: 'string', enum: ['json', 'csv'] } } } },
+  }, async (req, reply) => {
+    const q = parseWith(InvoiceQuery, req.query, 'query');
+    const out: Invoice[] = [];
+    if (q.status !== 'draft') out.push(...(await b.billing.finalized({ customer: q.customer, periodFromMs: q.from, periodToMs: q.to })).map((s) => s.invoice));
+    if (q.status !== 'finalized') out.push(...(await b.billing.drafts(Date.now(), q.customer)).filter((i) => (!q.from || Date.parse(i.periodStart) >= q.from) && (!q.to || Date.parse(i.periodStart) < q.to)));
+    if (wantsCsv(req)) return sendCsv(reply, 'invoices.csv', INVOICE_CSV_HEADER, out.flatMap(invoiceCsvRows));
+    return { items: out.map(({ lines: _l, ...head }) => ({ ...head, lineCount: _l.length })) };
+  });
+  app.get<{ Params: { id: string }; Querystring: Record<string, string> }>('/api/v1/invoices/:id', {
+    config: scope,
+    schema: { tags, summary: 'An invoice with every line, its quantity, price and tier breakdown; JSON or CSV', querystring: { type: 'object', properties: { format: { type: 'string', enum: ['json', 'csv'] } } }, response: { 404: { $ref: 'Error#' } } },
+  }, async (req, reply) => {
+    const [stored] = await b.billing.finalized({ id: req.params.id });
+    const inv = stored?.invoice ?? (await b.billing.drafts(Date.now())).find((d) => d.id === req.params.id);
+    if (!inv) throw new AppError('NOT_FOUND', `no invoice "${req.params.id}"`);
+    if (wantsCsv(req)) return sendCsv(reply, `${inv.number ?? inv.id}.csv`, INVOICE_CSV_HEADER, invoiceCsvRows(inv));
+    return { ...inv, ...(b.stripe && stored ? { stripe: await b.stripe.status(inv.id) } : {}) };
+  });
+
+  app.post('/api/v1/billing/close', {
+    config: scope,
+    schema: { tags, summary: 'Close (finalize) or preview the periods that start in a month', body: { type: 'object', properties: { period: { type: 'string', description: 'YYYY-MM' }, customer: { type: 'string' }, dryRun: { type: 'boolean' } } } },
+  }, async (req) => {
+    const input = parseWith(z.object({ period: z.string().regex(/^\d{4}-\d{2}$/, 'period must be YYYY-MM'), customer: z.string().optional(), dryRun: z.boolean().default(false) }).strict(), jsonBody(req));
+    return b.billing.closeByHand(input.period, { customer: input.customer, dryRun: input.dryRun, nowMs: Date.now() });
+  });
+
+  app.get<{ Querystring: Record<string, string> }>('/api/v1/billing/aggregates', {
+    config: scope,
+    schema: { tags, summary: 'Invoice-ready quantities and amounts per customer and meter for invoices whose period starts in a month (UTC); JSON or CSV', querystring: { type: 'object', required: ['period'], properties: { period: { type: 'string', description: 'YYYY-MM' }, format: { type: 'string', enum: ['json', 'csv'] } } } },
+  }, async (req, reply) => {
+    const q = parseWith(z.object({ period: z.string().regex(/^\d{4}-\d{2}$/, 'period must be YYYY-MM'), format: z.enum(['json', 'csv']).optional() }), req.query, 'query');
+    const [y, m] = q.period.split('-').map(Number) as [number, number];
+    const rs = await deps.store.ch.query({
+      query: `SELECT customer, currency, meter, kind, toString(sum(quantity)) AS quantity, toString(sum(amount)) AS amount, toString(sum(amount_minor)) AS amount_minor, count() AS lines
+              FROM ${deps.store.db}.invoice_lines
+              WHERE invoice_period_start >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND invoice_period_start < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
+              GROUP BY customer, currency, meter, kind ORDER BY customer, kind, meter`,
+      query_params: { from: Date.UTC(y, m - 1, 1), to: Date.UTC(y, m, 1) },
+      format: 'JSONEachRow',
+    });
+    const rows = await rs.json<{ customer: string; currency: string; meter: string; kind: string; quantity: string; amount: string; amount_minor: string; lines: string }>();
+    if (wantsCsv(req)) return sendCsv(reply, `aggregates-${q.period}.csv`, ['customer', 'currency', 'meter', 'kind', 'quantity', 'amount', 'amount_minor'], rows.map((r) => [r.customer, r.currency, r.meter, r.kind, r.quantity, r.amount, r.amount_minor]));
+    return { period: q.period, rows };
+  });
+
+  // ---- adjustments ----
+  const AdjustmentInput = z
+    .object({
+      customer: z.string().min(1),
+      kind: z.enum(['credit', 'charge', 'usage_correction', 'credit_grant']),
+      amount: z.string().regex(/^\d+(\.\d+)?$/, 'amount must be a non-negative decimal string').optional(),
+      meter: z.string().optional(),
+      quantity: z.string().regex(/^-?\d+(\.\d+)?$/, 'quantity must be a decimal string').optional(),
+      periodStart: isoTime('periodStart').optional(),
+      expiresAt: isoTime('expiresAt').optional(),
+      reasonCode: z.string().regex(/^[a-z0-9_]{1,40}$/, 'reasonCode must be a short snake_case code such as goodwill or duplicate_usage'),
+      note: z.string().max(1000).default(''),
+    })
+    .strict();
+  app.post('/api/v1/adjustments', {
+    config: scope,
+    schema: { tags, summary: 'Append a credit, charge, usage correction or prepaid credit grant (append-only; shown on the next invoice)', body: obj, response: { 201: obj, 400: { $ref: 'Error#' } } },
+  }, async (req, reply) => {
+    const a = parseWith(AdjustmentInput, jsonBody(req));
+    const customer = b.billing.customer(a.customer);
+    if (a.kind === 'usage_correction') {
+      const meter = a.meter ? deps.meters.get(a.meter) : undefined;
+      if (!meter) throw new AppError('REQUEST_INVALID', 'meter: a usage correction names an existing meter');
+      if (meter.aggregation !== 'SUM' && meter.aggregation !== 'COUNT') throw new AppError('REQUEST_INVALID', `meter: usage corrections apply to SUM and COUNT meters; "${meter.slug}" is ${meter.aggregation}`);
+      if (!a.quantity || !a.periodStart) throw new AppError('REQUEST_INVALID', 'quantity and periodStart (a time inside the period to correct) are required for a usage correction');
+    } else if (!a.amount) throw new AppError('REQUEST_INVALID', `amount is required for a ${a.kind}`);
+    const actor = req.apiKeyId ?? 'unknown';
+    const adj = await b.billing.addAdjustment({
+      customer: a.customer,
+      kind: a.kind,
+      currency: customer.currency,
+      amount: a.amount ?? '0',
+      meter: a.meter ?? '',
+      quantity: a.quantity ?? '0',
+      periodStart: a.periodStart !== undefined ? new Date(a.periodStart).toISOString() : null,
+      expiresAt: a.expiresAt !== undefined ? new Date(a.expiresAt).toISOString() : null,
+      reasonCode: a.reasonCode,
+      note: a.note,
+      actor,
+    });
+    return reply.status(201).send(adj);
+  });
+  app.get<{ Querystring: { customer?: string } }>('/api/v1/adjustments', {
+    config: scope,
+    schema: { tags, summary: "A customer's adjustments (the audit trail)", querystring: { type: 'object', required: ['customer'], properties: { customer: { type: 'string' } } }, response: { 200: obj } },
+  }, async (req) => {
+    const q = parseWith(z.object({ customer: z.string().min(1, 'customer is required') }), req.query, 'query');
+    return { items: await b.billing.adjustments(q.customer) };
+  });
+
+  if (b.stripe) {
+    const stripe = b.stripe;
+    app.get('/api/v1/billing/stripe/reconcile', { config: scope, schema: { tags, summary: 'Finalized invoices whose Stripe total or currency differs from Meterline\'s', response: { 200: obj } } }, async () => ({ mismatches: await stripe.reconcile() }));
+  }
+}
