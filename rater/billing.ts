@@ -186,11 +186,16 @@ export class Billing {
   async finalized(filter: { customer?: string; subscriptionId?: string; id?: string; periodFromMs?: number; periodToMs?: number } = {}): Promise<StoredInvoice[]> {
     const where: string[] = ['1'];
     const params: Record<string, unknown> = {};
-    if (filter.customer !== undefined) (where.push('customer = {customer:String}'), (params.customer = filter.customer));
-    if (filter.subscriptionId !== undefined) (where.push('subscription_id = {sub:String}'), (params.sub = filter.subscriptionId));
-    if (filter.id !== undefined) (where.push('id = {id:String}'), (params.id = filter.id));
-    if (filter.periodFromMs !== undefined) (where.push(`period_start >= fromUnixTimestamp64Milli({pf:Int64}, 'UTC')`), (params.pf = filter.periodFromMs));
-    if (filter.periodToMs !== undefined) (where.push(`period_start < fromUnixTimestamp64Milli({pt:Int64}, 'UTC')`), (params.pt = filter.periodToMs));
+    const cond = (sql: string, name: string, value: unknown) => {
+      if (value === undefined) return;
+      where.push(sql);
+      params[name] = value;
+    };
+    cond('customer = {customer:String}', 'customer', filter.customer);
+    cond('subscription_id = {sub:String}', 'sub', filter.subscriptionId);
+    cond('id = {id:String}', 'id', filter.id);
+    cond(`period_start >= fromUnixTimestamp64Milli({pf:Int64}, 'UTC')`, 'pf', filter.periodFromMs);
+    cond(`period_start < fromUnixTimestamp64Milli({pt:Int64}, 'UTC')`, 'pt', filter.periodToMs);
     const rs = await this.deps.store.ch.query({
       query: `SELECT any(doc) AS doc, any(snapshot) AS snapshot, any(subscription_id) AS sub FROM ${this.db}.invoices WHERE ${where.join(' AND ')} GROUP BY id ORDER BY min(period_start), id`,
       query_params: params,
