@@ -25,6 +25,8 @@ export interface Runtime {
   store?: Store;
   meters: CatalogReplica<Meter>;
   keys: ApiKeys;
+  catalog: Awaited<ReturnType<typeof openCatalog>>;
+  leases?: Leases;
   metrics: Metrics;
   app?: FastifyInstance;
   processor?: Processor;
@@ -117,6 +119,7 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
     fs.writeFileSync(path.join(config.stateDir, 'admin-key'), firstAdminKey + '\n', { mode: 0o600 });
   }
 
+  const leases = store ? await Leases.open(nats.js) : undefined;
   const billing = store
     ? new Billing({
         store,
@@ -125,7 +128,7 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
         plans: catalog.plans,
         subscriptions: catalog.subscriptions,
         kv: nats.kv,
-        leases: await Leases.open(nats.js),
+        leases: leases!,
         logger: logger.child({ component: 'rater' }),
         options: { graceMs: config.BILLING_GRACE, rounding: config.BILLING_ROUNDING, numberPrefix: config.INVOICE_NUMBER_PREFIX },
       })
@@ -213,6 +216,8 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
     store,
     meters: catalog.meters,
     keys: catalog.keys,
+    catalog,
+    leases,
     metrics,
     app,
     processor,

@@ -24,10 +24,10 @@ export interface BillingDeps {
   kv: KV;
   leases: Leases;
   logger: Logger;
-  options: { graceMs: number; rounding: RoundingMode; numberPrefix: string };
+  options: { graceMs: number; rounding: RoundingMode; numberPrefix: string; safetyMs?: number };
 }
 
-/** Extra time after a period's cutoff before it is finalized: rows stamped just before the cutoff are visible by then. */
+/** Default extra time after a period's cutoff before it is finalized: rows stamped just before the cutoff are visible by then. */
 export const CLOSE_SAFETY_MS = 60_000;
 /** How many earlier periods a close looks back at for late usage (corrections). */
 const CORRECTION_LOOKBACK = 12;
@@ -77,6 +77,10 @@ export function invoiceId(subscriptionId: string, periodStartMs: number): string
  */
 export class Billing {
   constructor(private readonly deps: BillingDeps) {}
+
+  private get safetyMs(): number {
+    return this.deps.options.safetyMs ?? CLOSE_SAFETY_MS;
+  }
 
   private get db() {
     return this.deps.store.db;
@@ -380,7 +384,7 @@ export class Billing {
     const out: Period[] = [];
     let p = this.periodOf(sub, ms(sub.phases[0]!.start), plans, customer);
     const end = this.subscriptionEnd(sub);
-    while (p.end + this.deps.options.graceMs + CLOSE_SAFETY_MS <= nowMs && p.start < end) {
+    while (p.end + this.deps.options.graceMs + this.safetyMs <= nowMs && p.start < end) {
       if (!finalizedStarts.has(p.start)) out.push(p);
       p = this.periodOf(sub, p.end, plans, customer);
     }
@@ -397,8 +401,8 @@ export class Billing {
     const [existing] = await this.finalized({ id });
     if (existing) return { invoice: existing.invoice, created: false };
     const cutoffMs = period.end + this.deps.options.graceMs;
-    if (cutoffMs + CLOSE_SAFETY_MS > nowMs) {
-      throw new AppError('REQUEST_INVALID', `the period ${iso(period.start)} – ${iso(period.end)} can be finalized after ${iso(cutoffMs + CLOSE_SAFETY_MS)} (period end + grace); use dryRun to preview it now`);
+    if (cutoffMs + this.safetyMs > nowMs) {
+      throw new AppError('REQUEST_INVALID', `the period ${iso(period.start)} – ${iso(period.end)} can be finalized after ${iso(cutoffMs + this.safetyMs)} (period end + grace); use dryRun to preview it now`);
     }
     const { invoice, snapshot } = await this.compute(sub, period, cutoffMs);
     const final: Invoice = { ...invoice, status: 'finalized', number: await this.nextNumber(period), issuedAt: iso(nowMs) };
@@ -568,7 +572,7 @@ export class Billing {
       const c = this.customer(sub.customer);
       const current = this.periodOf(sub, nowMs, plans, c);
       const prev = this.periodOf(sub, current.start - 1, plans, c);
-      if (prev.end > ms(sub.phases[0]!.start) && prev.start < this.subscriptionEnd(sub) && !(starts.get(sub.id) ?? new Set()).has(prev.start) && prev.end + this.deps.options.graceMs + CLOSE_SAFETY_MS > nowMs) {
+      if (prev.end > ms(sub.phases[0]!.start) && prev.start < this.subscriptionEnd(sub) && !(starts.get(sub.id) ?? new Set()).has(prev.start) && prev.end + this.deps.options.graceMs + this.safetyMs > nowMs) {
         out.push((await this.compute(sub, prev, nowMs)).invoice);
       }
     }
