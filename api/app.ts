@@ -3,6 +3,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstanc
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { AppError, isAppError } from '../common/errors.ts';
+import { isStripeSyncError } from '../rater/stripe/index.ts';
 import type { Logger } from '../common/logger.ts';
 import type { Metrics } from '../common/metrics.ts';
 import type { CatalogReplica } from '../common/catalog.ts';
@@ -123,6 +124,7 @@ function sendError(reply: FastifyReply, status: number, body: { code: string; me
 
 function toAppError(err: FastifyError | AppError): AppError {
   if (isAppError(err)) return err;
+  if (isStripeSyncError(err)) return new AppError(err.code, err.message, { cause: err, ...(err.details ? { details: err.details } : {}) });
   switch (err.code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new AppError('INGEST_UNSUPPORTED_MEDIA_TYPE', 'unsupported Content-Type; send application/json, application/cloudevents+json or application/cloudevents-batch+json');

@@ -9,6 +9,7 @@ import { openNats } from '../common/nats.ts';
 import { Scopes, type Scope } from '../api/index.ts';
 import { chdbDir, natsTopology, openCatalog, readRuntimeInfo, resolveNats, startRuntime, type Role } from './runtime.ts';
 import { runDemo } from './demo.ts';
+import { normalizeCurrency, parseByDimensionText, parsePrice, parseValuesText, rate, roundMoney, type RateInput } from '../rater/pricing/index.ts';
 
 const program = new Command()
   .name('meterline')
@@ -129,6 +130,41 @@ program
     if (!res.ok) throw new Error(body.message ?? `close failed with HTTP ${res.status}`);
     for (const inv of body.invoices ?? []) process.stderr.write(`${inv.number ?? `${inv.id} (preview)`}  ${inv.customer}  ${inv.lines.length} lines  ${inv.total} ${inv.currency}\n`);
     process.stdout.write(JSON.stringify(body, null, 2) + '\n');
+  });
+
+program
+  .command('rate')
+  .description('Price usage offline with a price JSON file (format: rater/pricing/README.md). Prints the exact amount, the amount rounded once to the currency, and the breakdown.')
+  .requiredOption('--price <file>', 'price JSON file')
+  .option('--quantity <q>', 'the quantity to price, a decimal such as 1500 or 12.5')
+  .addOption(new Option('--values <file>', 'per-event amounts (percentage model): a JSON array, or one amount per line').conflicts('quantity'))
+  .option('--by-dimension <file>', 'usage per dimension value (dimensional model): JSON {"<value>": "<quantity>" | {"quantity": "...", "values": [...]}}')
+  .option('--currency <code>', 'ISO 4217 currency the amount is rounded to', 'USD')
+  .action((opts: { price: string; quantity?: string; values?: string; byDimension?: string; currency: string }) => {
+    const currency = normalizeCurrency(opts.currency);
+    if (opts.quantity === undefined && opts.values === undefined && opts.byDimension === undefined) throw new Error('rate: give --quantity, --values or --by-dimension');
+    const read = (file: string) => {
+      try {
+        return fs.readFileSync(file, 'utf8');
+      } catch (err) {
+        throw new Error(`cannot read ${file}: ${errorMessage(err)}`);
+      }
+    };
+    const priceText = read(opts.price);
+    let price;
+    try {
+      price = parsePrice(JSON.parse(priceText));
+    } catch (err) {
+      throw new Error(`${opts.price}: ${errorMessage(err)}`);
+    }
+    const input: RateInput = {
+      quantity: opts.quantity ?? '0',
+      ...(opts.values !== undefined ? { values: parseValuesText(read(opts.values)) } : {}),
+      ...(opts.byDimension !== undefined ? { byDimension: parseByDimensionText(read(opts.byDimension)) } : {}),
+    };
+    const result = rate(price, input);
+    const out = { amount: result.amount, amountRounded: roundMoney(result.amount, currency), currency, billedQuantity: result.billedQuantity, breakdown: result.breakdown };
+    process.stdout.write(JSON.stringify(out, null, 2) + '\n');
   });
 
 function apiTarget(urlOpt?: string): { url: string; key: string } {

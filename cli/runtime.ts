@@ -3,7 +3,8 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { BASE64URL_KEYS, CatalogReplica } from '../common/catalog.ts';
 import { Leases } from '../common/lease.ts';
-import { Billing, type Customer, type Plan, type Subscription } from '../rater/index.ts';
+import { Billing, InvoiceSync, type Customer, type Plan, type Subscription } from '../rater/index.ts';
+import { createStripeClient, StripeSync } from '../rater/stripe/index.ts';
 import cron, { type ScheduledTask } from 'node-cron';
 import { migrate, openStore, type Store } from '../common/clickhouse.ts';
 import type { Config } from '../common/config.ts';
@@ -31,6 +32,7 @@ export interface Runtime {
   app?: FastifyInstance;
   processor?: Processor;
   billing?: Billing;
+  invoiceSync?: InvoiceSync;
   /** Base URL of the HTTP server, when one listens. */
   url?: string;
   /** The admin key created for a new installation (only on its first start). */
@@ -134,6 +136,19 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
       })
     : undefined;
 
+  // Stripe: finalized invoices are pushed by the scheduler when a key is configured.
+  const invoiceSync =
+    billing && config.STRIPE_API_KEY
+      ? new InvoiceSync({
+          store: store!,
+          billing,
+          customers: catalog.customers,
+          stripe: new StripeSync({ stripe: createStripeClient({ apiKey: config.STRIPE_API_KEY, ...(config.STRIPE_API_BASE ? { apiBase: config.STRIPE_API_BASE } : {}) }), logger: logger.child({ component: 'stripe' }) }),
+          leases: leases!,
+          logger: logger.child({ component: 'stripe' }),
+        })
+      : undefined;
+
   const limits = { maxFutureMs: config.INGEST_MAX_FUTURE, maxPastMs: config.INGEST_MAX_PAST };
   let processor: Processor | undefined;
   if (roles.includes('processor')) {
@@ -173,7 +188,17 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
       keys: catalog.keys,
       publisher,
       deadLetters: new DeadLetters(nats),
-      ...(billing ? { billing: { billing, customers: catalog.customers, plans: catalog.plans, subscriptions: catalog.subscriptions } } : {}),
+      ...(billing
+        ? {
+            billing: {
+              billing,
+              customers: catalog.customers,
+              plans: catalog.plans,
+              subscriptions: catalog.subscriptions,
+              ...(invoiceSync ? { stripe: { status: (id: string) => invoiceSync.status(id), reconcile: () => invoiceSync.reconcile() } } : {}),
+            },
+          }
+        : {}),
       ingest: { maxBodyBytes: config.INGEST_MAX_BODY_BYTES, maxBatchEvents: config.INGEST_MAX_BATCH_EVENTS, limits },
       ready: async () => ({
         nats: !nats.nc.isClosed() && nats.nc.info !== undefined && (await nats.nc.flush().then(() => true, () => false)),
@@ -194,6 +219,10 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
         try {
           const r = await billing.runDue(Date.now());
           if (r.finalized.length > 0) log.info({ invoices: r.finalized.length }, 'billing close finalized invoices');
+          if (invoiceSync) {
+            const sync = await invoiceSync.run();
+            if (sync.synced + sync.failed > 0) log.info(sync, 'Stripe sync run');
+          }
         } catch (err) {
           log.error({ err }, 'billing close failed; it runs again at the next tick');
         }
@@ -222,6 +251,7 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
     app,
     processor,
     billing,
+    invoiceSync,
     url,
     firstAdminKey,
     async stop() {

@@ -22,6 +22,11 @@ export const ErrorCodes = {
   QUERY_INVALID: { httpStatus: 400, retryable: false },
   STORE_UNAVAILABLE: { httpStatus: 503, retryable: true },
   NOT_FOUND: { httpStatus: 404, retryable: false },
+  STRIPE_INVOICE_INVALID: { httpStatus: 422, retryable: false },
+  STRIPE_REJECTED: { httpStatus: 502, retryable: false },
+  STRIPE_UNAVAILABLE: { httpStatus: 503, retryable: true },
+  STRIPE_TOTAL_MISMATCH: { httpStatus: 409, retryable: false },
+  STRIPE_INVOICE_CONFLICT: { httpStatus: 409, retryable: false },
   INTERNAL: { httpStatus: 500, retryable: false },
 } as const satisfies Record<string, { httpStatus: number; retryable: boolean }>;
 

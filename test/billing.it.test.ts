@@ -5,6 +5,7 @@ import { Leases } from '../common/lease.ts';
 import { silentLogger } from '../common/logger.ts';
 import { Billing, type Invoice } from '../rater/index.ts';
 import { client, total } from './api-client.ts';
+import { FakeStripe } from './fake-stripe.ts';
 import { ce, eventually, startTestNats, startTestRuntime, testConfig, type TestRuntime } from './harness.ts';
 
 /**
@@ -22,6 +23,8 @@ const DAY = 86_400_000;
 
 describe('billing close', () => {
   let nats: NatsServerHandle;
+  let stripe: FakeStripe;
+  let stripeCustomer = '';
   let rt: TestRuntime;
   let c: ReturnType<typeof client>;
   let cutA = 0; // between batch A (before the September cutoff) and batch B (after it)
@@ -42,7 +45,9 @@ describe('billing close', () => {
 
   beforeAll(async () => {
     nats = await startTestNats();
-    rt = await startTestRuntime(testConfig(nats.url, { INGEST_MAX_PAST: '400d', BILLING_SCHEDULE: '0 0 1 1 *' }));
+    stripe = await FakeStripe.start();
+    stripeCustomer = stripe.createCustomer();
+    rt = await startTestRuntime(testConfig(nats.url, { INGEST_MAX_PAST: '400d', BILLING_SCHEDULE: '0 0 1 1 *', STRIPE_API_KEY: 'sk_test_meterline', STRIPE_API_BASE: stripe.url }));
     c = client(rt.app!, rt.adminKey);
     await c.createMeter({ slug: 'api-calls', eventType: 'call', aggregation: 'COUNT' });
     await c.createMeter({ slug: 'tokens', eventType: 'call', aggregation: 'SUM', valueProperty: '$.tokens' });
@@ -51,7 +56,7 @@ describe('billing close', () => {
       if (r.statusCode >= 300) throw new Error(`${url}: ${r.statusCode} ${r.body}`);
       return r.json();
     };
-    await post('/api/v1/customers', { key: 'acme', name: 'Acme Inc', currency: 'USD', timeZone: 'UTC' });
+    await post('/api/v1/customers', { key: 'acme', name: 'Acme Inc', currency: 'USD', timeZone: 'UTC', stripeCustomerId: stripeCustomer });
     const graduated = { model: 'graduated', tiers: [{ upTo: '100', unitPrice: '0.10' }, { upTo: null, unitPrice: '0.05', flatFee: '1' }] };
     await post('/api/v1/plans', { key: 'pro', name: 'Pro', currency: 'USD', interval: 'month', baseFee: { amount: '30', timing: 'advance' }, charges: [{ key: 'calls', meter: 'api-calls', price: graduated }, { key: 'tokens', meter: 'tokens', price: { model: 'per_unit', unitPrice: '0.001' } }] });
     await post('/api/v1/plans', { key: 'pro-plus', name: 'Pro Plus', currency: 'USD', interval: 'month', baseFee: { amount: '60', timing: 'advance' }, charges: [{ key: 'calls', meter: 'api-calls', price: { model: 'per_unit', unitPrice: '0.02' } }, { key: 'tokens', meter: 'tokens', price: { model: 'per_unit', unitPrice: '0.001' } }] });
@@ -80,6 +85,7 @@ describe('billing close', () => {
   afterAll(async () => {
     await rt?.stop();
     await nats?.stop();
+    await stripe?.close();
   });
 
   const line = (inv: Invoice, kind: string, idPart = '') => inv.lines.filter((l) => l.kind === kind && l.id.includes(idPart));
@@ -172,5 +178,32 @@ describe('billing close', () => {
     expect(csv.headers['content-type']).toMatch(/text\/csv/);
     expect(csv.body.split('\r\n')[0]).toContain('invoice_id,number,status');
     expect(csv.body.trim().split('\r\n')).toHaveLength(september.lines.length + 1);
+  });
+
+  it('pushes finalized invoices to Stripe once: items with idempotency keys from line ids, totals equal', async () => {
+    const sync = rt.invoiceSync!;
+    const first = await sync.run();
+    expect(first).toEqual({ synced: 2, failed: 0, skipped: 0 });
+    const invoices = stripe.invoices();
+    expect(invoices).toHaveLength(2);
+    const sep = invoices.find((i) => i.metadata.meterline_invoice_id === september.id)!;
+    expect(sep.total).toBe(Number(september.totalMinor));
+    expect(sep.currency).toBe('usd');
+    expect(sep.status).toBe('open');
+    const items = stripe.invoiceItems().filter((i) => i.invoice === sep.id);
+    expect(items.map((i) => i.amount).sort()).toEqual(september.lines.map((l) => Number(l.amountMinor)).sort());
+    const keys = stripe.handled('POST', '/v1/invoiceitems').map((r) => r.idempotencyKey);
+    for (const l of september.lines) expect(keys).toContain(`meterline-line-${l.id}`);
+    // A second run pushes nothing; the status says synced.
+    const before = stripe.requests.filter((r) => r.method === 'POST').length;
+    expect(await sync.run()).toEqual({ synced: 0, failed: 0, skipped: 0 });
+    expect(stripe.requests.filter((r) => r.method === 'POST').length).toBe(before);
+    const r = await c.get(`/api/v1/invoices/${september.id}`);
+    expect((r.json() as { stripe: { status: string; stripeInvoiceId: string } }).stripe).toMatchObject({ status: 'synced', stripeInvoiceId: sep.id });
+    // Reconciliation finds nothing until Stripe's total is changed behind our back.
+    expect(((await c.get('/api/v1/billing/stripe/reconcile')).json() as { mismatches: unknown[] }).mismatches).toEqual([]);
+    stripe.tamperInvoice(sep.id, { total: sep.total + 100 });
+    const mism = (await c.get('/api/v1/billing/stripe/reconcile')).json() as { mismatches: { meterlineInvoiceId: string; differenceMinor: string }[] };
+    expect(mism.mismatches.map((m) => [m.meterlineInvoiceId, m.differenceMinor])).toEqual([[september.id, '100']]);
   });
 });
