@@ -9,6 +9,7 @@ import { openNats } from '../common/nats.ts';
 import { Scopes, type Scope } from '../api/index.ts';
 import { chdbDir, natsTopology, openCatalog, readRuntimeInfo, resolveNats, startRuntime, type Role } from './runtime.ts';
 import { runDemo } from './demo.ts';
+import { runBillingDemo } from './demo-billing.ts';
 import { normalizeCurrency, parseByDimensionText, parsePrice, parseValuesText, rate, roundMoney, type RateInput } from '../rater/pricing/index.ts';
 
 const program = new Command()
@@ -45,7 +46,10 @@ async function runRoles(roles: Role[], opts: { demo?: boolean }) {
   if (opts.demo && rt.url) {
     const key = rt.firstAdminKey ?? readAdminKey(cfg);
     if (!key) say('demo: no admin key found in the state folder; create one with `meterline keys create --scope admin` and set METERLINE_API_KEY');
-    else await runDemo(rt.url, key, say);
+    else {
+      await runDemo(rt.url, key, say);
+      await runBillingDemo(rt.url, key, say);
+    }
   }
   say('Press Ctrl-C to stop.');
 }

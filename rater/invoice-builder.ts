@@ -60,7 +60,7 @@ export function usageGroups(sub: Subscription, plans: Record<string, Plan>, peri
       }
       const n = priceIndex.get(charge.key) ?? 0;
       priceIndex.set(charge.key, n + 1);
-      groups.push({ id: n === 0 ? charge.key : `${charge.key}#${n + 1}`, chargeKey: charge.key, meter: charge.meter, description: charge.description ?? charge.key, price, plans: [plan.key], ranges: [{ ...range }] });
+      groups.push({ id: n === 0 ? charge.key : `${charge.key}#${n + 1}`, chargeKey: charge.key, meter: charge.meter, description: `${charge.description ?? charge.key} (${plan.name})`, price, plans: [plan.key], ranges: [{ ...range }] });
     }
   }
   return groups;
