@@ -206,4 +206,28 @@ describe('billing close', () => {
     const mism = (await c.get('/api/v1/billing/stripe/reconcile')).json() as { mismatches: { meterlineInvoiceId: string; differenceMinor: string }[] };
     expect(mism.mismatches.map((m) => [m.meterlineInvoiceId, m.differenceMinor])).toEqual([[september.id, '100']]);
   });
+
+  it('adjustments are append-only, carry the acting key, and land on the next invoice only', async () => {
+    const post = async (body: unknown) => c.post('/api/v1/adjustments', body);
+    expect((await post({ customer: 'acme', kind: 'credit', amount: '5.00', reasonCode: 'goodwill', note: 'outage on Nov 3' })).statusCode).toBe(201);
+    expect((await post({ customer: 'acme', kind: 'credit_grant', amount: '1000', reasonCode: 'prepaid', expiresAt: '2027-12-31T00:00:00Z' })).statusCode).toBe(201);
+    const bad = await post({ customer: 'acme', kind: 'usage_correction', meter: 'api-calls', reasonCode: 'dup' });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json()).toMatchObject({ code: 'REQUEST_INVALID' });
+    const list = (await c.get('/api/v1/adjustments?customer=acme')).json() as { items: { kind: string; actor: string; reasonCode: string }[] };
+    expect(list.items.map((a) => [a.kind, a.reasonCode])).toEqual([
+      ['credit', 'goodwill'],
+      ['credit_grant', 'prepaid'],
+    ]);
+    expect(list.items.every((a) => a.actor.length > 0 && a.actor !== 'unknown')).toBe(true);
+    // Finalized invoices do not change; the next period's preview carries the credit, then draws the grant to zero.
+    const billing = await billingWith(0, 'reader-2');
+    const [sepAgain] = await billing.finalized({ id: september.id });
+    expect(sepAgain!.invoice).toEqual(september);
+    const nov = await billing.closeByHand('2026-11', { dryRun: true, nowMs: Date.now() });
+    const lines = nov.invoices[0]!.lines;
+    expect(lines.filter((l) => l.kind === 'adjustment').map((l) => l.amount)).toEqual(['-5.00']);
+    expect(lines.filter((l) => l.kind === 'credit')).toHaveLength(1);
+    expect(nov.invoices[0]!.total).toBe('0.00');
+  });
 });
