@@ -17,6 +17,7 @@ import { registerMeterRoutes } from './routes/meters.ts';
 import { registerOpsRoutes } from './routes/ops.ts';
 import { registerAdminRoutes } from './routes/admin.ts';
 import { registerBillingRoutes, type BillingRouteDeps } from './routes/billing.ts';
+import { registerAnomalyRoutes, type AnomalyRouteDeps } from './routes/anomalies.ts';
 
 export interface AppDeps {
   logger: Logger;
@@ -30,6 +31,8 @@ export interface AppDeps {
   ingest: { maxBodyBytes: number; maxBatchEvents: number; limits: TimeLimits };
   /** The rater's routes (customers, plans, subscriptions, invoices); absent in roles without it. */
   billing?: BillingRouteDeps;
+  /** Anomalies, thresholds and alert webhooks; absent in roles without them. */
+  anomalies?: AnomalyRouteDeps;
   /** Readiness: every dependency this process needs is reachable. */
   ready: () => Promise<Record<string, boolean>>;
 }
@@ -108,6 +111,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     registerMeterRoutes(app, withStore);
     registerAdminRoutes(app, withStore);
     if (deps.billing) registerBillingRoutes(app, withStore, deps.billing);
+    if (deps.anomalies) registerAnomalyRoutes(app, withStore, deps.anomalies);
   }
   return app;
 }

@@ -5,6 +5,7 @@ import { BASE64URL_KEYS, CatalogReplica } from '../common/catalog.ts';
 import { Leases } from '../common/lease.ts';
 import { Billing, InvoiceSync, type Customer, type Plan, type Subscription } from '../rater/index.ts';
 import { createStripeClient, StripeSync } from '../rater/stripe/index.ts';
+import { AlertDispatcher, AnomalyScanner, AnomalyStore, type Threshold, type Webhook } from '../anomaly/index.ts';
 import cron, { type ScheduledTask } from 'node-cron';
 import { migrate, openStore, type Store } from '../common/clickhouse.ts';
 import type { Config } from '../common/config.ts';
@@ -33,6 +34,8 @@ export interface Runtime {
   processor?: Processor;
   billing?: Billing;
   invoiceSync?: InvoiceSync;
+  scanner?: AnomalyScanner;
+  alerts?: AlertDispatcher;
   /** Base URL of the HTTP server, when one listens. */
   url?: string;
   /** The admin key created for a new installation (only on its first start). */
@@ -93,9 +96,11 @@ export async function openCatalog(nats: NatsClients, logger: Logger) {
   const customers = new CatalogReplica<Customer>(nats.kv, 'customer', logger, BASE64URL_KEYS);
   const plans = new CatalogReplica<Plan>(nats.kv, 'plan', logger);
   const subscriptions = new CatalogReplica<Subscription>(nats.kv, 'subscription', logger);
-  const all = [meters, keyReplica, customers, plans, subscriptions];
+  const webhooks = new CatalogReplica<Webhook>(nats.kv, 'webhook', logger);
+  const thresholds = new CatalogReplica<Threshold>(nats.kv, 'threshold', logger);
+  const all = [meters, keyReplica, customers, plans, subscriptions, webhooks, thresholds];
   await Promise.all(all.map((r) => r.start()));
-  return { meters, keys: new ApiKeys(keyReplica), customers, plans, subscriptions, stop: () => all.forEach((r) => r.stop()) };
+  return { meters, keys: new ApiKeys(keyReplica), customers, plans, subscriptions, webhooks, thresholds, stop: () => all.forEach((r) => r.stop()) };
 }
 
 /**
@@ -146,6 +151,28 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
           stripe: new StripeSync({ stripe: createStripeClient({ apiKey: config.STRIPE_API_KEY, ...(config.STRIPE_API_BASE ? { apiBase: config.STRIPE_API_BASE } : {}) }), logger: logger.child({ component: 'stripe' }) }),
           leases: leases!,
           logger: logger.child({ component: 'stripe' }),
+        })
+      : undefined;
+
+  // Anomaly detection: scanner (scheduler role) and the API over anomalies, thresholds, webhooks.
+  const anomalyStore = store ? new AnomalyStore(store) : undefined;
+  const alerts = store
+    ? new AlertDispatcher({ nc: nats.nc, subjectPrefix: `${config.NATS_SUBJECT_PREFIX.split('.')[0]}.alerts`, webhooks: catalog.webhooks, store, logger: logger.child({ component: 'alerts' }) })
+    : undefined;
+  const scanner =
+    store && anomalyStore && alerts
+      ? new AnomalyScanner({
+          store,
+          meters: catalog.meters,
+          customers: catalog.customers,
+          thresholds: catalog.thresholds,
+          billing,
+          anomalies: anomalyStore,
+          alerts,
+          leases: leases!,
+          logger: logger.child({ component: 'anomaly' }),
+          params: { baselineWeeks: config.ANOMALY_BASELINE_WEEKS, zThreshold: config.ANOMALY_Z_THRESHOLD, minRatio: config.ANOMALY_MIN_RATIO, minExpected: config.ANOMALY_MIN_EXPECTED, gapHours: config.ANOMALY_GAP_HOURS },
+          billShockRatio: config.ANOMALY_BILL_SHOCK_RATIO,
         })
       : undefined;
 
@@ -200,6 +227,7 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
           }
         : {}),
       ingest: { maxBodyBytes: config.INGEST_MAX_BODY_BYTES, maxBatchEvents: config.INGEST_MAX_BATCH_EVENTS, limits },
+      ...(scanner && anomalyStore && alerts ? { anomalies: { anomalies: anomalyStore, scanner, alerts, webhooks: catalog.webhooks, thresholds: catalog.thresholds } } : {}),
       ready: async () => ({
         nats: !nats.nc.isClosed() && nats.nc.info !== undefined && (await nats.nc.flush().then(() => true, () => false)),
         ...(store ? { clickhouse: await store.ch.ping().then((r) => r.success, () => false) } : {}),
@@ -230,6 +258,22 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
       { name: 'billing-close', noOverlap: true },
     );
   }
+  let scanTask: ScheduledTask | undefined;
+  if (roles.includes('scheduler') && scanner) {
+    const log = logger.child({ component: 'anomaly' });
+    scanTask = cron.schedule(
+      config.ANOMALY_SCHEDULE,
+      async () => {
+        try {
+          const r = await scanner.scan(Date.now());
+          if (r.opened > 0) log.info(r, 'anomaly scan opened anomalies');
+        } catch (err) {
+          log.error({ err }, 'anomaly scan failed; it runs again at the next tick');
+        }
+      },
+      { name: 'anomaly-scan', noOverlap: true },
+    );
+  }
 
   if (natsServer || roles.length === Roles.length) {
     fs.mkdirSync(config.stateDir, { recursive: true });
@@ -252,12 +296,15 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
     processor,
     billing,
     invoiceSync,
+    scanner,
+    alerts,
     url,
     firstAdminKey,
     async stop() {
       if (stopped) return;
       stopped = true;
       await task?.stop();
+      await scanTask?.stop();
       await app?.close();
       await processor?.stop();
       catalog.stop();

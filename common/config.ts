@@ -64,6 +64,15 @@ export const ConfigSchema = z.object({
   /** node-cron expression for the scheduler's close run (every minute by default). */
   BILLING_SCHEDULE: z.string().default('* * * * *'),
   INVOICE_NUMBER_PREFIX: z.string().regex(/^[A-Z0-9-]{1,12}$/, 'must be 1-12 upper-case letters, digits or "-"').default('ML'),
+  /** node-cron expression of the anomaly scan (every 5 minutes by default). */
+  ANOMALY_SCHEDULE: z.string().default('*/5 * * * *'),
+  ANOMALY_BASELINE_WEEKS: int(4),
+  ANOMALY_Z_THRESHOLD: z.coerce.number().positive().default(6),
+  ANOMALY_MIN_RATIO: z.coerce.number().min(1).default(2),
+  ANOMALY_MIN_EXPECTED: z.coerce.number().min(0).default(5),
+  ANOMALY_GAP_HOURS: int(3),
+  /** Projected invoice / average of the last three invoices above which bill shock is raised. */
+  ANOMALY_BILL_SHOCK_RATIO: z.coerce.number().min(1).default(1.5),
   /** Stripe secret key; unset: invoices are not pushed to Stripe. */
   STRIPE_API_KEY: z.string().optional(),
   /** Another Stripe-compatible endpoint (tests use a local one), e.g. http://127.0.0.1:12111. */

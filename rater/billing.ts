@@ -101,6 +101,12 @@ export class Billing {
     return periodAt(ms(sub.anchor), this.interval(sub, plans), atMs, customer.timeZone);
   }
 
+  /** The current period of the customer's active subscription, if any. */
+  periodForCustomer(customer: string, nowMs: number): Period | undefined {
+    const sub = this.deps.subscriptions.list().find((s) => s.customer === customer && ms(s.phases[0]!.start) <= nowMs && this.subscriptionEnd(s) > nowMs);
+    return sub ? this.periodOf(sub, nowMs) : undefined;
+  }
+
   customer(key: string): Customer {
     const c = this.deps.customers.get(key);
     if (!c) throw new AppError('NOT_FOUND', `no customer "${key}"`);
