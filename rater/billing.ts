@@ -48,6 +48,14 @@ export interface Adjustment {
   createdAt: string;
 }
 
+/** What an invoice carries besides fees and usage (see `Billing.oneTimeItems`). */
+interface OneTimeItems {
+  adjustments: Adjustment[];
+  oneTime: OneTimeAdjustment[];
+  corrections: CorrectionLine[];
+  credits: CreditGrant[];
+}
+
 interface Snapshot {
   subscription: Subscription;
   plans: Record<string, Plan>;
@@ -274,27 +282,16 @@ export class Billing {
    * The invoice of `sub` for `period` as of `cutoffMs`: a draft (or what finalizing would
    * store). Includes pending adjustments, corrections of earlier finalized periods and credits.
    */
-  async compute(sub: Subscription, period: Period, cutoffMs: number, snapshot?: Snapshot): Promise<{ invoice: Invoice; snapshot: Snapshot }> {
+  async compute(sub: Subscription, period: Period, cutoffMs: number, snapshot?: Snapshot): Promise<{ invoice: Invoice; snapshot: Snapshot; items: OneTimeItems }> {
     const snap: Snapshot = snapshot ?? { subscription: sub, plans: this.planSubset(sub), customer: this.customer(sub.customer) };
-    const adjustments = await this.adjustments(sub.customer);
-    const prior = (await this.finalized({ customer: sub.customer })).filter((s) => ms(s.invoice.periodStart) < period.start || s.subscriptionId !== sub.id);
-    const id = invoiceId(sub.id, period.start);
-    const appliedIds = new Set(prior.flatMap((s) => s.invoice.lines.map((l) => l.id.split(':').at(-1)!)));
-    const oneTime: OneTimeAdjustment[] = adjustments
-      .filter((a) => (a.kind === 'credit' || a.kind === 'charge') && ms(a.createdAt) <= cutoffMs && !appliedIds.has(a.id))
-      .map((a) => ({ id: a.id, description: `${a.kind === 'credit' ? 'Credit' : 'Charge'} (${a.reasonCode})${a.note ? `: ${a.note}` : ''}`, amount: a.kind === 'credit' ? new Decimal(a.amount).neg().toFixed() : a.amount }));
-    const drawn = new Map<string, Decimal>();
-    for (const s of prior) for (const l of s.invoice.lines) if (l.kind === 'credit') drawn.set(l.id.split(':credit:')[1]!, (drawn.get(l.id.split(':credit:')[1]!) ?? new Decimal(0)).minus(l.amount));
-    const credits: CreditGrant[] = adjustments
-      .filter((a) => a.kind === 'credit_grant')
-      .map((a) => ({ id: a.id, amount: a.amount, drawn: (drawn.get(a.id) ?? new Decimal(0)).toFixed(), createdAtMs: ms(a.createdAt), ...(a.expiresAt ? { expiresAtMs: ms(a.expiresAt) } : {}) }));
-    const corrections = await this.corrections(sub, prior.filter((s) => s.subscriptionId === sub.id), cutoffMs, adjustments);
+    const items = await this.oneTimeItems(sub, period, cutoffMs);
+    const { adjustments, oneTime, corrections, credits } = items;
     const usage = await this.usageFor(snap, period, cutoffMs, adjustments);
     const end = this.subscriptionEnd(snap.subscription);
     const first = this.periodOf(snap.subscription, ms(snap.subscription.phases[0]!.start), snap.plans, snap.customer);
     const next = this.periodOf(snap.subscription, period.end, snap.plans, snap.customer);
     const invoice = buildInvoice({
-      invoiceId: id,
+      invoiceId: invoiceId(sub.id, period.start),
       customer: snap.customer,
       subscription: snap.subscription,
       plans: snap.plans,
@@ -308,7 +305,27 @@ export class Billing {
       corrections,
       credits,
     });
-    return { invoice, snapshot: snap };
+    return { invoice, snapshot: snap, items };
+  }
+
+  /**
+   * What an invoice of `sub`'s `period` carries besides fees and usage, at `cutoffMs`: one-time
+   * adjustments not applied by an earlier invoice, corrections of earlier periods, prepaid credits.
+   */
+  private async oneTimeItems(sub: Subscription, period: Period, cutoffMs: number): Promise<OneTimeItems> {
+    const adjustments = await this.adjustments(sub.customer);
+    const prior = (await this.finalized({ customer: sub.customer })).filter((s) => ms(s.invoice.periodStart) < period.start || s.subscriptionId !== sub.id);
+    const appliedIds = new Set(prior.flatMap((s) => s.invoice.lines.map((l) => l.id.split(':').at(-1)!)));
+    const oneTime: OneTimeAdjustment[] = adjustments
+      .filter((a) => (a.kind === 'credit' || a.kind === 'charge') && ms(a.createdAt) <= cutoffMs && !appliedIds.has(a.id))
+      .map((a) => ({ id: a.id, description: `${a.kind === 'credit' ? 'Credit' : 'Charge'} (${a.reasonCode})${a.note ? `: ${a.note}` : ''}`, amount: a.kind === 'credit' ? new Decimal(a.amount).neg().toFixed() : a.amount }));
+    const drawn = new Map<string, Decimal>();
+    for (const s of prior) for (const l of s.invoice.lines) if (l.kind === 'credit') drawn.set(l.id.split(':credit:')[1]!, (drawn.get(l.id.split(':credit:')[1]!) ?? new Decimal(0)).minus(l.amount));
+    const credits: CreditGrant[] = adjustments
+      .filter((a) => a.kind === 'credit_grant')
+      .map((a) => ({ id: a.id, amount: a.amount, drawn: (drawn.get(a.id) ?? new Decimal(0)).toFixed(), createdAtMs: ms(a.createdAt), ...(a.expiresAt ? { expiresAtMs: ms(a.expiresAt) } : {}) }));
+    const corrections = await this.corrections(sub, prior.filter((s) => s.subscriptionId === sub.id), cutoffMs, adjustments);
+    return { adjustments, oneTime, corrections, credits };
   }
 
   private planSubset(sub: Subscription): Record<string, Plan> {
@@ -596,9 +613,10 @@ export class Billing {
     for (const sub of subs) {
       if (ms(sub.phases[0]!.start) > nowMs || this.subscriptionEnd(sub) <= nowMs) continue;
       const period = this.periodOf(sub, nowMs);
-      const { invoice: soFar, snapshot } = await this.compute(sub, period, nowMs);
+      const { invoice: soFar, snapshot, items } = await this.compute(sub, period, nowMs);
       const elapsed = new Decimal(nowMs - period.start).div(period.end - period.start);
-      const adjustments = await this.adjustments(customerKey);
+      // Adjustments, corrections and credits are known amounts: the projection carries them as the invoice so far does.
+      const { adjustments, oneTime, corrections, credits } = items;
       const usage = await this.usageFor(snapshot, period, nowMs, adjustments);
       const scaled: Record<string, RateInput> = {};
       for (const g of usageGroups(snapshot.subscription, snapshot.plans, period)) {
@@ -625,6 +643,9 @@ export class Billing {
         usage: scaled,
         cutoffMs: nowMs,
         rounding: this.deps.options.rounding,
+        adjustments: oneTime,
+        corrections,
+        credits,
       });
       out.push({ period, soFar, projected, elapsedShare: elapsed.toDecimalPlaces(6).toFixed() });
     }
