@@ -12,4 +12,11 @@ export default tseslint.config(
       'no-restricted-syntax': ['error', { selector: 'TSEnumDeclaration', message: 'Use an `as const` object and a derived union instead of enum.' }],
     },
   },
+  {
+    // The dashboard and portal run in the browser (bundled by api/ui.ts, type-checked by web/tsconfig.json).
+    files: ['web/**/*.ts'],
+    languageOptions: {
+      globals: { window: 'readonly', document: 'readonly', location: 'readonly', history: 'readonly', navigator: 'readonly', sessionStorage: 'readonly', fetch: 'readonly', Intl: 'readonly', URLSearchParams: 'readonly', ResizeObserver: 'readonly', HTMLElement: 'readonly', Node: 'readonly', Event: 'readonly' },
+    },
+  },
 );

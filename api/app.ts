@@ -11,13 +11,17 @@ import type { CatalogReplica } from '../common/catalog.ts';
 import type { Store } from '../common/clickhouse.ts';
 import type { EventPublisher, TimeLimits } from '../ingest/index.ts';
 import type { DeadLetters, Meter } from '../processor/index.ts';
-import { hasScope, type ApiKeys, type Scope } from './keys.ts';
+import { hasScope, type ApiKeyRecord, type ApiKeys, type Scope } from './keys.ts';
+import { PORTAL_TOKEN_PREFIX, type PortalTokens } from './portal-tokens.ts';
 import { registerIngestRoutes } from './routes/events.ts';
 import { registerMeterRoutes } from './routes/meters.ts';
 import { registerOpsRoutes } from './routes/ops.ts';
 import { registerAdminRoutes } from './routes/admin.ts';
 import { registerBillingRoutes, type BillingRouteDeps } from './routes/billing.ts';
 import { registerAnomalyRoutes, type AnomalyRouteDeps } from './routes/anomalies.ts';
+import { registerDashboardRoutes } from './routes/dashboard.ts';
+import { registerPortalRoutes } from './routes/portal.ts';
+import { registerUi } from './ui.ts';
 
 export interface AppDeps {
   logger: Logger;
@@ -33,6 +37,10 @@ export interface AppDeps {
   billing?: BillingRouteDeps;
   /** Anomalies, thresholds and alert webhooks; absent in roles without them. */
   anomalies?: AnomalyRouteDeps;
+  /** Customer-portal tokens (bound to one customer); absent: every portal token is refused. */
+  portalTokens?: PortalTokens;
+  /** Serve the dashboard and portal under /ui/ (default true wherever the API is served). */
+  ui?: boolean;
   /** Readiness: every dependency this process needs is reachable. */
   ready: () => Promise<Record<string, boolean>>;
 }
@@ -41,9 +49,20 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Scope a route needs; routes without one are public (health, docs). */
     scope?: Scope;
+    /** Any valid API key, whatever its scopes (e.g. "who am I"); portal tokens are refused. */
+    anyKey?: boolean;
+    /**
+     * A customer-portal route: only a portal token opens it (API keys get 403), and the hook
+     * sets `req.portalCustomer` to the token's customer. A `customer` or `subject` in the
+     * path or query naming anyone else is refused with 403.
+     */
+    portal?: boolean;
   }
   interface FastifyRequest {
     apiKeyId?: string;
+    apiKey?: ApiKeyRecord;
+    /** Set on portal routes: the one customer the request may see. */
+    portalCustomer?: string;
   }
 }
 
@@ -71,22 +90,45 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     openapi: {
       openapi: '3.0.3',
       info: { title: 'Meterline API', version: '0.1.0', description: 'Usage metering: CloudEvents ingest, meters, usage queries, reconciliation, dead letters.' },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'A Meterline API key (ml_...)' } } },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', description: 'A Meterline API key (ml_...)' },
+          portalToken: { type: 'http', scheme: 'bearer', description: 'A customer-portal token (mlp_...), bound to one customer; opens only /api/v1/portal/... routes' },
+        },
+      },
       security: [{ bearer: [] }],
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
+  // Authentication and authorization, in one place, before any handler runs. Order: a route
+  // without auth config is public; then the credential is found (missing: 401); a portal token
+  // opens only portal routes and only its own customer (else 403); an API key opens only
+  // non-portal routes with the scope they need (else 403).
   app.addHook('onRequest', async (req) => {
-    const scope = req.routeOptions.config.scope;
-    if (!scope) return;
+    const { scope, portal, anyKey } = req.routeOptions.config;
+    if (!scope && !portal && !anyKey) return;
     const auth = req.headers.authorization;
     if (!auth) throw new AppError('AUTH_MISSING', 'missing API key: send "Authorization: Bearer <key>" (create one with `meterline keys create`)');
     const m = /^Bearer\s+(\S+)$/i.exec(auth);
-    const record = m ? deps.keys.verify(m[1]!) : undefined;
+    const token = m?.[1];
+    if (token?.startsWith(PORTAL_TOKEN_PREFIX)) {
+      const t = deps.portalTokens?.verify(token, Date.now());
+      if (!t) throw new AppError('AUTH_INVALID', 'the portal token is not valid (revoked, expired or mistyped)');
+      if (!portal) throw new AppError('AUTH_FORBIDDEN', 'a customer-portal token opens only the portal routes (/api/v1/portal/...)', { details: { needed: scope ?? 'api key', has: ['portal'] } });
+      const params = (req.params ?? {}) as Record<string, unknown>;
+      const query = (req.query ?? {}) as Record<string, unknown>;
+      const named = [params.customer, query.customer, query.subject].flat().filter((v) => v !== undefined);
+      if (named.some((c) => c !== t.customer)) throw new AppError('AUTH_FORBIDDEN', 'this portal token belongs to another customer', { details: { needed: 'portal token of that customer', has: ['portal'] } });
+      req.portalCustomer = t.customer;
+      return;
+    }
+    const record = token ? deps.keys.verify(token) : undefined;
     if (!record) throw new AppError('AUTH_INVALID', 'the API key is not valid (revoked or mistyped)');
-    if (!hasScope(record, scope)) throw new AppError('AUTH_FORBIDDEN', `this API key lacks the "${scope}" scope this route needs`, { details: { needed: scope, has: record.scopes } });
+    if (portal) throw new AppError('AUTH_FORBIDDEN', 'portal routes take a customer-portal token (mlp_...), not an API key; create one with POST /api/v1/portal-tokens', { details: { needed: 'portal', has: record.scopes } });
+    if (scope && !hasScope(record, scope)) throw new AppError('AUTH_FORBIDDEN', `this API key lacks the "${scope}" scope this route needs`, { details: { needed: scope, has: record.scopes } });
     req.apiKeyId = record.id;
+    req.apiKey = record;
   });
 
   app.addHook('onResponse', async (req, reply) => {
@@ -112,7 +154,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     registerAdminRoutes(app, withStore);
     if (deps.billing) registerBillingRoutes(app, withStore, deps.billing);
     if (deps.anomalies) registerAnomalyRoutes(app, withStore, deps.anomalies);
+    registerDashboardRoutes(app, withStore);
+    if (deps.billing) registerPortalRoutes(app, withStore, deps.billing);
   }
+  if (deps.ui ?? deps.store !== undefined) registerUi(app);
   return app;
 }
 

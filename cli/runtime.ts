@@ -15,7 +15,7 @@ import { openNats, type NatsClients } from '../common/nats.ts';
 import { startNatsServer, type NatsServerHandle } from '../common/nats-server.ts';
 import { EventPublisher } from '../ingest/index.ts';
 import { DeadLetters, Processor, type Meter } from '../processor/index.ts';
-import { ApiKeys, buildApp, type ApiKeyRecord } from '../api/index.ts';
+import { ApiKeys, buildApp, PortalTokens, type ApiKeyRecord, type PortalTokenRecord } from '../api/index.ts';
 
 export const Roles = ['ingest', 'processor', 'api', 'scheduler'] as const;
 export type Role = (typeof Roles)[number];
@@ -98,9 +98,11 @@ export async function openCatalog(nats: NatsClients, logger: Logger) {
   const subscriptions = new CatalogReplica<Subscription>(nats.kv, 'subscription', logger);
   const webhooks = new CatalogReplica<Webhook>(nats.kv, 'webhook', logger);
   const thresholds = new CatalogReplica<Threshold>(nats.kv, 'threshold', logger);
-  const all = [meters, keyReplica, customers, plans, subscriptions, webhooks, thresholds];
+  // Customer-portal tokens, under the SHA-256 of the token like API keys.
+  const portalReplica = new CatalogReplica<PortalTokenRecord>(nats.kv, 'portaltoken', logger);
+  const all = [meters, keyReplica, customers, plans, subscriptions, webhooks, thresholds, portalReplica];
   await Promise.all(all.map((r) => r.start()));
-  return { meters, keys: new ApiKeys(keyReplica), customers, plans, subscriptions, webhooks, thresholds, stop: () => all.forEach((r) => r.stop()) };
+  return { meters, keys: new ApiKeys(keyReplica), portalTokens: new PortalTokens(portalReplica), customers, plans, subscriptions, webhooks, thresholds, stop: () => all.forEach((r) => r.stop()) };
 }
 
 /**
@@ -213,6 +215,7 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
       store: roles.includes('api') ? store : undefined,
       meters: catalog.meters,
       keys: catalog.keys,
+      portalTokens: catalog.portalTokens,
       publisher,
       deadLetters: new DeadLetters(nats),
       ...(billing

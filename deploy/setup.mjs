@@ -4,7 +4,10 @@
 //      (which keeps the versions in package-lock.json), not `npm ci`: the lock cannot list the
 //      other platforms' optional binaries (chDB's, rollup's) when the registry in reach does not
 //      serve them, and `npm ci` refuses such a lock;
-//   2. nats-server (Debian package) when it is not on PATH and NATS_URL is not set.
+//   2. nats-server (Debian package) when it is not on PATH and NATS_URL is not set;
+//   3. Chromium (Debian package, /usr/bin/chromium) for the browser tests (test/browser/), when
+//      it is missing. Without root or passwordless sudo it says how to install it and goes on:
+//      the browser tests then fail with the same message (they never skip silently).
 // Idempotent and quiet when everything is in place. Used by `npm run demo` and `npm test`.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -33,19 +36,40 @@ if (!fs.existsSync(installed) || fs.statSync(installed).mtimeMs < fs.statSync(lo
   }
 }
 
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+// apt-get as root, or through passwordless sudo; null when neither is possible.
+const aptPrefix = isRoot ? [] : has('sudo') && spawnSync('sudo', ['-n', 'true'], { stdio: 'ignore' }).status === 0 ? ['sudo', '-n'] : null;
+let aptUpdated = false;
+const apt = (...args) => {
+  const [cmd, ...pre] = aptPrefix.length ? [...aptPrefix, 'apt-get'] : ['apt-get'];
+  return run(cmd, [...pre, ...args], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+};
+const aptInstall = (pkg) => {
+  if (!aptUpdated) apt('update', '-qq');
+  aptUpdated = true;
+  return apt('install', '-y', '-qq', pkg);
+};
+
 if (!process.env.NATS_URL && !has(process.env.NATS_SERVER_BIN || 'nats-server')) {
-  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-  // apt-get as root, or through passwordless sudo; otherwise say how to install it.
-  const prefix = isRoot ? [] : has('sudo') ? ['sudo', '-n'] : null;
-  if (has('apt-get') && prefix) {
+  if (has('apt-get') && aptPrefix) {
     say('installing nats-server (Debian package)...');
-    const apt = (...args) => run(prefix[0] ?? 'apt-get', [...prefix.slice(1), ...(prefix.length ? ['apt-get'] : []), ...args], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-    apt('update', '-qq');
-    apt('install', '-y', '-qq', 'nats-server');
+    aptInstall('nats-server');
   }
   if (!has(process.env.NATS_SERVER_BIN || 'nats-server')) {
     say('nats-server is not installed and could not be installed automatically.');
     say('Install it with `sudo apt-get install -y nats-server`, or set NATS_URL to a running NATS server with JetStream.');
     process.exit(1);
+  }
+}
+
+const CHROMIUM = '/usr/bin/chromium';
+if (!fs.existsSync(CHROMIUM)) {
+  if (has('apt-get') && aptPrefix) {
+    say('installing chromium (Debian package) for the browser tests...');
+    aptInstall('chromium');
+  }
+  if (!fs.existsSync(CHROMIUM)) {
+    say(`Chromium is not installed at ${CHROMIUM} and could not be installed automatically (needs root or passwordless sudo).`);
+    say('Install it with `sudo apt-get install -y chromium`; until then the browser tests (test/browser/) fail.');
   }
 }

@@ -1,0 +1,125 @@
+import { Decimal } from 'decimal.js';
+import type { Store } from '../common/clickhouse.ts';
+import type { Logger } from '../common/logger.ts';
+import type { CatalogReplica } from '../common/catalog.ts';
+import type { Meter } from '../processor/index.ts';
+import { fromLocal, localParts, type Billing, type Customer, type Period, type Plan, type Subscription } from '../rater/index.ts';
+import type { AnomalyStore } from '../anomaly/index.ts';
+import { queryUsage } from './usage.ts';
+
+/** One customer as the dashboard's Accounts page shows it: current period, usage so far, projection, open alerts. */
+export interface AccountSummary {
+  customer: { key: string; name: string; currency: string; timeZone: string };
+  /** The current billing period (subscription) or, without one, the calendar month in the customer's zone. */
+  period: { start: string; end: string; source: 'subscription' | 'calendar_month' };
+  subscriptions: { id: string; plan: string; planName: string }[];
+  /** Usage of every meter in [period.start, asOf), exact decimal strings ("0" when none). */
+  usage: { meter: string; name: string; aggregation: string; value: string }[];
+  /** Sum over the customer's active subscriptions; null without one (or if it cannot be priced, with `projectedError`). */
+  projected: { amountSoFar: string; projectedTotal: string; currency: string } | null;
+  projectedError?: string;
+  /** Anomalies not resolved yet (open or acknowledged). */
+  openAnomalies: number;
+  /** The worst severity among them, or null. */
+  worstSeverity: string | null;
+}
+
+export interface AccountDeps {
+  store: Store;
+  meters: CatalogReplica<Meter>;
+  billing: Billing;
+  customers: CatalogReplica<Customer>;
+  plans: CatalogReplica<Plan>;
+  subscriptions: CatalogReplica<Subscription>;
+  anomalies?: AnomalyStore;
+  logger: Logger;
+}
+
+const SEVERITY_RANK: Record<string, number> = { info: 1, warning: 2, critical: 3 };
+
+/** The calendar month containing `nowMs` in `tz`, as instants. */
+export function calendarMonth(nowMs: number, tz: string): Period {
+  const p = localParts(nowMs, tz);
+  const start = fromLocal({ y: p.y, m: p.m, d: 1, hh: 0, mm: 0, ss: 0 }, tz);
+  const end = fromLocal({ y: p.m === 11 ? p.y + 1 : p.y, m: (p.m + 1) % 12, d: 1, hh: 0, mm: 0, ss: 0 }, tz);
+  return { start, end };
+}
+
+/**
+ * Summaries of the given customers, with as few queries as the data allows: one usage query per
+ * meter and distinct period start (grouped by subject), one projection per customer (the
+ * rater's), and one anomaly listing for all of them.
+ */
+export async function accountSummaries(deps: AccountDeps, keys: string[], nowMs: number): Promise<{ asOf: string; items: AccountSummary[] }> {
+  const toMs = Math.ceil(nowMs / 60_000) * 60_000;
+  const customers = keys.map((k) => deps.customers.get(k)).filter((c): c is Customer => c !== undefined);
+  const meters = deps.meters.list().sort((a, b) => a.slug.localeCompare(b.slug));
+  const periods = new Map<string, Period & { source: 'subscription' | 'calendar_month' }>();
+  for (const c of customers) {
+    let p: Period | undefined;
+    try {
+      p = deps.billing.periodForCustomer(c.key, nowMs);
+    } catch {
+      p = undefined; // a subscription on a missing plan: fall back to the calendar month
+    }
+    periods.set(c.key, p ? { ...p, source: 'subscription' } : { ...calendarMonth(nowMs, c.timeZone), source: 'calendar_month' });
+  }
+
+  // Usage: customers that share a period start share one query per meter.
+  const byStart = new Map<number, string[]>();
+  for (const [k, p] of periods) byStart.set(p.start, [...(byStart.get(p.start) ?? []), k]);
+  const usage = new Map<string, string>(); // `${customer}\u0000${meter}` -> value
+  await Promise.all(
+    [...byStart].flatMap(([start, subjects]) =>
+      meters.map(async (m) => {
+        if (start >= toMs) return;
+        const r = await queryUsage(deps.store, m, { fromMs: start, toMs, timeZone: 'UTC', subjects, groupBy: ['subject'], filterGroupBy: {} }, true);
+        for (const row of r.data) if (row.subject !== null) usage.set(`${row.subject}\u0000${m.slug}`, row.value);
+      }),
+    ),
+  );
+
+  const open = deps.anomalies ? [...(await deps.anomalies.list({ status: 'open', limit: 1000 })), ...(await deps.anomalies.list({ status: 'acknowledged', limit: 1000 }))] : [];
+  const plans = new Map(deps.plans.list().map((p) => [p.key, p]));
+
+  const items: AccountSummary[] = [];
+  for (const c of customers) {
+    const period = periods.get(c.key)!;
+    const subs = deps.subscriptions.list().filter((s) => s.customer === c.key && Date.parse(s.phases[0]!.start) <= nowMs && !(s.phases.at(-1)?.end && Date.parse(s.phases.at(-1)!.end!) <= nowMs));
+    let projected: AccountSummary['projected'] = null;
+    let projectedError: string | undefined;
+    if (subs.length > 0) {
+      try {
+        const ps = await deps.billing.projected(c.key, nowMs);
+        if (ps.length > 0) {
+          projected = {
+            amountSoFar: ps.reduce((acc, p) => acc.plus(p.soFar.total), new Decimal(0)).toFixed(2),
+            projectedTotal: ps.reduce((acc, p) => acc.plus(p.projected.total), new Decimal(0)).toFixed(2),
+            currency: ps[0]!.soFar.currency,
+          };
+          // One subscription (the usual case): the rater's own strings, untouched.
+          if (ps.length === 1) projected = { amountSoFar: ps[0]!.soFar.total, projectedTotal: ps[0]!.projected.total, currency: ps[0]!.soFar.currency };
+        }
+      } catch (err) {
+        projectedError = (err as Error).message;
+        deps.logger.warn({ err, customer: c.key }, 'projected invoice failed for the accounts summary');
+      }
+    }
+    const mine = open.filter((a) => a.customer === c.key);
+    const worst = mine.reduce<string | null>((w, a) => ((SEVERITY_RANK[a.severity] ?? 0) > (w ? (SEVERITY_RANK[w] ?? 0) : 0) ? a.severity : w), null);
+    items.push({
+      customer: { key: c.key, name: c.name, currency: c.currency, timeZone: c.timeZone },
+      period: { start: new Date(period.start).toISOString(), end: new Date(period.end).toISOString(), source: period.source },
+      subscriptions: subs.map((s) => {
+        const phase = s.phases.find((ph) => Date.parse(ph.start) <= nowMs && (!ph.end || Date.parse(ph.end) > nowMs)) ?? s.phases.at(-1)!;
+        return { id: s.id, plan: phase.plan, planName: plans.get(phase.plan)?.name ?? phase.plan };
+      }),
+      usage: meters.map((m) => ({ meter: m.slug, name: m.name ?? m.slug, aggregation: m.aggregation, value: usage.get(`${c.key}\u0000${m.slug}`) ?? '0' })),
+      projected,
+      ...(projectedError ? { projectedError } : {}),
+      openAnomalies: mine.length,
+      worstSeverity: worst,
+    });
+  }
+  return { asOf: new Date(toMs).toISOString(), items };
+}

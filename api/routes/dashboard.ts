@@ -1,0 +1,116 @@
+import type { FastifyInstance } from 'fastify';
+import { Decimal } from 'decimal.js';
+import { z } from 'zod';
+import type { Store } from '../../common/clickhouse.ts';
+import type { AppDeps } from '../app.ts';
+import { accountSummaries, type AccountDeps } from '../accounts.ts';
+import { parseWith } from '../http.ts';
+import { queryUsage } from '../usage.ts';
+import { localParts } from '../../rater/index.ts';
+
+const DAY = 86_400_000;
+
+const obj = { type: 'object', additionalProperties: true } as const;
+
+const accountSchema = {
+  type: 'object',
+  properties: {
+    customer: { type: 'object', properties: { key: { type: 'string' }, name: { type: 'string' }, currency: { type: 'string' }, timeZone: { type: 'string' } } },
+    period: { type: 'object', properties: { start: { type: 'string', format: 'date-time' }, end: { type: 'string', format: 'date-time' }, source: { type: 'string', enum: ['subscription', 'calendar_month'] } } },
+    subscriptions: { type: 'array', items: { type: 'object', properties: { id: { type: 'string' }, plan: { type: 'string' }, planName: { type: 'string' } } } },
+    usage: { type: 'array', items: { type: 'object', properties: { meter: { type: 'string' }, name: { type: 'string' }, aggregation: { type: 'string' }, value: { type: 'string', description: 'exact decimal string' } } } },
+    projected: { type: 'object', nullable: true, properties: { amountSoFar: { type: 'string' }, projectedTotal: { type: 'string' }, currency: { type: 'string' } } },
+    projectedError: { type: 'string' },
+    openAnomalies: { type: 'integer' },
+    worstSeverity: { type: 'string', nullable: true },
+  },
+};
+
+/**
+ * Aggregate reads the dashboard needs in one request each (no N+1 from the browser): who the
+ * signed-in key is, every account's current period at a glance, and metered vs invoiced usage.
+ */
+export function registerDashboardRoutes(app: FastifyInstance, deps: AppDeps & { store: Store }): void {
+  app.get('/api/v1/whoami', {
+    config: { anyKey: true },
+    schema: {
+      tags: ['access'],
+      summary: 'The API key making the request: its id, name and scopes (never the key); any valid key',
+      response: { 200: { type: 'object', properties: { id: { type: 'string' }, name: { type: 'string' }, scopes: { type: 'array', items: { type: 'string' } }, prefix: { type: 'string' } } } },
+    },
+  }, async (req) => {
+    const k = req.apiKey!;
+    return { id: k.id, name: k.name, scopes: k.scopes, prefix: k.prefix };
+  });
+
+  const b = deps.billing;
+  if (!b) return;
+  const accountDeps: AccountDeps = { store: deps.store, meters: deps.meters, billing: b.billing, customers: b.customers, plans: b.plans, subscriptions: b.subscriptions, anomalies: deps.anomalies?.anomalies, logger: deps.logger };
+
+  app.get('/api/v1/accounts', {
+    config: { scope: 'read' },
+    schema: {
+      tags: ['dashboard'],
+      summary: "Every customer's current period at a glance: usage per meter so far, projected invoice, open anomalies",
+      description: 'Usage values are exact decimal strings over [period start, asOf); asOf is now rounded up to the minute. One request for the whole Accounts page.',
+      response: { 200: { type: 'object', properties: { asOf: { type: 'string', format: 'date-time' }, items: { type: 'array', items: accountSchema } } } },
+    },
+  }, async () => accountSummaries(accountDeps, b.customers.list().map((c) => c.key).sort(), Date.now()));
+
+  app.get<{ Params: { customer: string } }>('/api/v1/accounts/:customer', {
+    config: { scope: 'read' },
+    schema: { tags: ['dashboard'], summary: "One customer's current period at a glance (as in GET /api/v1/accounts)", response: { 200: { type: 'object', properties: { asOf: { type: 'string' }, ...accountSchema.properties } }, 404: { $ref: 'Error#' } } },
+  }, async (req) => {
+    b.billing.customer(req.params.customer);
+    const r = await accountSummaries(accountDeps, [req.params.customer], Date.now());
+    return { asOf: r.asOf, ...r.items[0]! };
+  });
+
+  app.get<{ Querystring: Record<string, string> }>('/api/v1/billing/usage-reconcile', {
+    config: { scope: 'billing' },
+    schema: {
+      tags: ['billing'],
+      summary: "Metered vs invoiced usage per finalized invoice and meter, for invoices whose period starts in a month (in the customer's time zone, as billing close counts it)",
+      description:
+        'For SUM and COUNT meters: metered (every event now stored for the customer in the invoice period) + usage corrections (adjustments) must equal invoiced (usage lines) + corrected (correction lines for that period on later invoices). ' +
+        'status: ok; pending (more usage arrived after the cutoff and no later invoice is finalized yet: it will be a correction on the next one); mismatch; not_additive (other aggregations).',
+      querystring: { type: 'object', required: ['period'], properties: { period: { type: 'string', description: 'YYYY-MM' }, customer: { type: 'string' } } },
+      response: { 200: obj },
+    },
+  }, async (req) => {
+    const q = parseWith(z.object({ period: z.string().regex(/^\d{4}-\d{2}$/, 'period must be YYYY-MM'), customer: z.string().optional() }), req.query, 'query');
+    const [y, m] = q.period.split('-').map(Number) as [number, number];
+    // A period "starts in the month" in the customer's zone (Berlin's 1st is the 31st in UTC): widen, then filter.
+    const inLocalMonth = (inv: { customer: string; periodStart: string }) => {
+      const p = localParts(Date.parse(inv.periodStart), b.customers.get(inv.customer)?.timeZone ?? 'UTC');
+      return p.y === y && p.m === m - 1;
+    };
+    const invoices = (await b.billing.finalized({ customer: q.customer, periodFromMs: Date.UTC(y, m - 1, 1) - 2 * DAY, periodToMs: Date.UTC(y, m, 1) + 2 * DAY })).filter((s) => inLocalMonth(s.invoice));
+    const rows = [];
+    for (const { invoice: inv, subscriptionId } of invoices) {
+      const ps = Date.parse(inv.periodStart);
+      const pe = Date.parse(inv.periodEnd);
+      const later = (await b.billing.finalized({ customer: inv.customer, periodFromMs: pe })).filter((s) => s.subscriptionId === subscriptionId).map((s) => s.invoice);
+      const adjustments = (await b.billing.adjustments(inv.customer)).filter((a) => a.kind === 'usage_correction' && a.periodStart !== null && Date.parse(a.periodStart) >= ps && Date.parse(a.periodStart) < pe);
+      const meterSlugs = [...new Set(inv.lines.filter((l) => l.kind === 'usage' && l.meter).map((l) => l.meter!))].sort();
+      for (const slug of meterSlugs) {
+        const meter = deps.meters.get(slug);
+        const invoiced = inv.lines.filter((l) => l.kind === 'usage' && l.meter === slug).reduce((acc, l) => acc.plus(l.quantity), new Decimal(0));
+        const correctionLines = later.flatMap((i) => i.lines.filter((l) => l.kind === 'correction' && l.meter === slug && Date.parse(l.periodStart) >= ps && Date.parse(l.periodStart) < pe).map((l) => ({ invoice: i.id, number: i.number ?? null, quantity: l.quantity })));
+        const corrected = correctionLines.reduce((acc, l) => acc.plus(l.quantity), new Decimal(0));
+        const adjusted = adjustments.filter((a) => a.meter === slug).reduce((acc, a) => acc.plus(a.quantity), new Decimal(0));
+        const base = { customer: inv.customer, timeZone: b.customers.get(inv.customer)?.timeZone ?? 'UTC', invoiceId: inv.id, number: inv.number ?? null, periodStart: inv.periodStart, periodEnd: inv.periodEnd, meter: slug, invoiced: invoiced.toFixed(), corrected: corrected.toFixed(), corrections: correctionLines, usageCorrections: adjusted.toFixed() };
+        if (!meter || (meter.aggregation !== 'SUM' && meter.aggregation !== 'COUNT')) {
+          rows.push({ ...base, aggregation: meter?.aggregation ?? null, metered: null, difference: null, status: 'not_additive' });
+          continue;
+        }
+        const usage = await queryUsage(deps.store, meter, { fromMs: ps, toMs: pe, timeZone: 'UTC', subjects: [inv.customer], groupBy: [], filterGroupBy: {} }, true);
+        const metered = new Decimal(usage.data[0]?.value ?? '0');
+        const difference = metered.plus(adjusted).minus(invoiced).minus(corrected);
+        const status = difference.isZero() ? 'ok' : difference.gt(0) && later.length === 0 ? 'pending' : 'mismatch';
+        rows.push({ ...base, aggregation: meter.aggregation, metered: metered.toFixed(), difference: difference.toFixed(), status });
+      }
+    }
+    return { period: q.period, ok: rows.every((r) => r.status === 'ok' || r.status === 'pending' || r.status === 'not_additive'), rows };
+  });
+}

@@ -1,0 +1,173 @@
+import { ApiError } from '../api.ts';
+import type { Page } from '../context.ts';
+import { badge, h, note, num, replace, section, table } from '../dom.ts';
+import { money, monthRange, period, previousMonth } from '../format.ts';
+
+interface RollupLine {
+  meter: string;
+  rawEvents: string;
+  values: { count: string; sum: string };
+  rollups: Record<string, { count: string; sum: string }>;
+  uncounted: string;
+  ok: boolean;
+}
+interface UsageReconcileRow {
+  customer: string;
+  invoiceId: string;
+  number: string | null;
+  periodStart: string;
+  periodEnd: string;
+  meter: string;
+  aggregation: string | null;
+  metered: string | null;
+  usageCorrections: string;
+  invoiced: string;
+  corrected: string;
+  difference: string | null;
+  status: 'ok' | 'pending' | 'mismatch' | 'not_additive';
+  timeZone?: string;
+}
+interface AggregateRow {
+  customer: string;
+  currency: string;
+  meter: string;
+  kind: string;
+  quantity: string;
+  amount: string;
+}
+interface StripeMismatch {
+  meterlineInvoiceId: string;
+  customer?: string;
+  differenceMinor?: string;
+  [k: string]: unknown;
+}
+
+const STATUS_BADGE: Record<string, [string, string]> = { ok: ['ok', 'ok'], pending: ['pending correction', 'info'], mismatch: ['mismatch', 'bad'], not_additive: ['not additive', 'muted'] };
+const accountLink = (customer: string) => h('a', { href: `#/accounts/${encodeURIComponent(customer)}` }, customer);
+
+/**
+ * For a month: raw events vs per-event values vs each rollup (GET /api/v1/reconcile), metered
+ * vs invoiced usage per invoice and meter (GET /api/v1/billing/usage-reconcile), the finance
+ * aggregates, and Stripe's totals when Stripe sync is on. Every mismatch is flagged and links
+ * to its account.
+ */
+export const reconciliationPage: Page = (ctx) => {
+  ctx.title('Reconciliation');
+  const month = h('input', { id: 'recon-month', type: 'month', value: previousMonth(Date.now()), required: true });
+  const summary = h('div', { 'aria-live': 'polite' });
+  const rollupsEl = h('div', {});
+  const usageEl = h('div', {});
+  const aggEl = h('div', {});
+  const stripeEl = h('div', {});
+  const run = h('button', { type: 'submit', class: 'btn primary' }, 'Reconcile');
+  const form = h('form', { class: 'toolbar', 'aria-label': 'Period' }, h('div', { class: 'field inline' }, h('label', { for: 'recon-month' }, 'Month'), month), run);
+  replace(
+    ctx.main,
+    h('div', { class: 'page-head' }, h('h1', {}, 'Reconciliation'), h('p', { class: 'muted' }, 'Raw events, rollups, invoiced quantities and Stripe, for one month.')),
+    form,
+    summary,
+    section('Rollups vs raw events', 'rollups', h('p', { class: 'muted small' }, 'Per meter, whole UTC days: per-event values against the minute, hour and day rollups and the raw events they come from.'), rollupsEl),
+    section('Metered vs invoiced', 'metered', h('p', { class: 'muted small' }, 'Per finalized invoice whose period starts in the month: usage stored now (+ usage corrections) against usage lines + corrections billed later.'), usageEl),
+    section('Invoiced (finance aggregates)', 'aggregates', h('p', { class: 'muted small' }, 'GET /api/v1/billing/aggregates: invoice lines of invoices whose period starts in the month in UTC (a period starting at midnight east of UTC counts in the month before).'), aggEl),
+    section('Stripe', 'stripe', stripeEl),
+  );
+
+  const fail = (el: HTMLElement, err: unknown) => replace(el, note(err instanceof ApiError && err.status === 403 ? `Your key cannot see this: ${err.message}.` : (err as Error).message, err instanceof ApiError && err.status === 403 ? 'warn' : 'error'));
+
+  const load = async () => {
+    const m = month.value;
+    if (!/^\d{4}-\d{2}$/.test(m)) return;
+    const { from, to } = monthRange(m);
+    for (const el of [rollupsEl, usageEl, aggEl, stripeEl]) replace(el, note('Loading…'));
+    let problems = 0;
+    const rollups = ctx.api.get<{ ok: boolean; meters: RollupLine[] }>('/api/v1/reconcile', { from, to }).then(
+      (r) => {
+        problems += r.meters.filter((l) => !l.ok).length;
+        replace(
+          rollupsEl,
+          r.meters.length === 0
+            ? note('No meters.')
+            : table(
+                ['Meter', 'Raw events', 'Values (count)', 'Values (sum)', 'Minute rollup', 'Hour rollup', 'Day rollup', 'Uncounted', 'Status'],
+                r.meters.map((l) => {
+                  const roll = (t: string) => {
+                    const x = l.rollups[t]!;
+                    const same = x.count === l.values.count && x.sum === l.values.sum;
+                    return h('td', { class: `num ${same ? '' : 'cell-bad'}`, 'data-value': `${x.count}/${x.sum}` }, `${x.count} / ${x.sum}`);
+                  };
+                  return h('tr', { 'data-meter': l.meter, 'data-ok': String(l.ok) }, h('th', { scope: 'row' }, l.meter), num(l.rawEvents), num(l.values.count), num(l.values.sum), roll('meter_usage_1m'), roll('meter_usage_1h'), roll('meter_usage_1d'), num(l.uncounted), h('td', {}, badge(l.ok ? 'ok' : 'mismatch', l.ok ? 'ok' : 'bad')));
+                }),
+                { class: 'recon-rollups' },
+              ),
+        );
+      },
+      (err: unknown) => fail(rollupsEl, err),
+    );
+    const usage = ctx.api.get<{ ok: boolean; rows: UsageReconcileRow[] }>('/api/v1/billing/usage-reconcile', { period: m }).then(
+      (r) => {
+        problems += r.rows.filter((x) => x.status === 'mismatch').length;
+        replace(
+          usageEl,
+          r.rows.length === 0
+            ? note(`No finalized invoices with a period starting in ${m}.`)
+            : table(
+                ['Account', 'Invoice', 'Meter', 'Metered', 'Usage corrections', 'Invoiced', 'Corrected later', 'Difference', 'Status'],
+                r.rows.map((x) => {
+                  const [label, kind] = STATUS_BADGE[x.status]!;
+                  return h(
+                    'tr',
+                    { 'data-customer': x.customer, 'data-meter': x.meter, 'data-status': x.status, class: x.status === 'mismatch' ? 'row-bad' : '' },
+                    h('th', { scope: 'row' }, accountLink(x.customer)),
+                    h('td', {}, x.number ?? x.invoiceId, h('div', { class: 'muted small' }, period(x.periodStart, x.periodEnd, x.timeZone ?? 'UTC'))),
+                    h('td', {}, x.meter),
+                    num(x.metered ?? '', x.metered ?? '—'),
+                    num(x.usageCorrections),
+                    num(x.invoiced),
+                    num(x.corrected),
+                    num(x.difference ?? '', x.difference ?? '—'),
+                    h('td', {}, badge(label, kind)),
+                  );
+                }),
+                { class: 'recon-usage' },
+              ),
+        );
+      },
+      (err: unknown) => fail(usageEl, err),
+    );
+    const agg = ctx.api.get<{ rows: AggregateRow[] }>('/api/v1/billing/aggregates', { period: m }).then(
+      (r) =>
+        replace(
+          aggEl,
+          r.rows.length === 0
+            ? note('Nothing invoiced for this month.')
+            : table(
+                ['Account', 'Meter', 'Kind', 'Quantity', 'Amount'],
+                r.rows.map((x) => h('tr', { 'data-customer': x.customer }, h('th', { scope: 'row' }, accountLink(x.customer)), h('td', {}, x.meter || '—'), h('td', {}, x.kind.replace('_', ' ')), num(x.quantity), num(x.amount, money(x.amount, x.currency)))),
+              ),
+        ),
+      (err: unknown) => fail(aggEl, err),
+    );
+    const stripe = ctx.api.get<{ mismatches: StripeMismatch[] }>('/api/v1/billing/stripe/reconcile').then(
+      (r) => {
+        problems += r.mismatches.length;
+        replace(
+          stripeEl,
+          r.mismatches.length === 0
+            ? note('Every synced invoice matches Stripe.')
+            : table(
+                ['Invoice', 'Account', 'Difference (minor units)', 'Details'],
+                r.mismatches.map((x) => h('tr', { class: 'row-bad' }, h('td', {}, x.meterlineInvoiceId), h('td', {}, x.customer ? accountLink(x.customer) : '—'), num(x.differenceMinor ?? ''), h('td', { class: 'mono small' }, JSON.stringify(x)))),
+              ),
+        );
+      },
+      (err: unknown) => (err instanceof ApiError && err.status === 404 ? replace(stripeEl, note('Stripe sync is not configured (STRIPE_API_KEY is not set).')) : fail(stripeEl, err)),
+    );
+    await Promise.all([rollups, usage, agg, stripe]);
+    replace(summary, problems === 0 ? note(`No mismatches found for ${m}.`) : note(`${problems} mismatch${problems === 1 ? '' : 'es'} found for ${m}; see the flagged rows.`, 'warn'));
+  };
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    void load();
+  });
+  void load();
+};
