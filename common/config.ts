@@ -67,11 +67,11 @@ export const ConfigSchema = z.object({
   /** node-cron expression of the anomaly scan (every 5 minutes by default). */
   ANOMALY_SCHEDULE: z.string().default('*/5 * * * *'),
   ANOMALY_BASELINE_WEEKS: int(4),
-  ANOMALY_Z_THRESHOLD: z.coerce.number().positive().default(6),
+  ANOMALY_Z_THRESHOLD: z.coerce.number().positive().default(4.5),
   ANOMALY_MIN_RATIO: z.coerce.number().min(1).default(2),
   ANOMALY_MIN_EXPECTED: z.coerce.number().min(0).default(5),
-  ANOMALY_GAP_HOURS: int(3),
-  /** Projected invoice / average of the last three invoices above which bill shock is raised. */
+  ANOMALY_GAP_HOURS: int(2),
+  /** Projected invoice / median of the last three invoices above which bill shock is raised. */
   ANOMALY_BILL_SHOCK_RATIO: z.coerce.number().min(1).default(1.5),
   /** Stripe secret key; unset: invoices are not pushed to Stripe. */
   STRIPE_API_KEY: z.string().optional(),

@@ -1,0 +1,5 @@
+export * from './types.ts';
+export * from './store.ts';
+export * from './alerts.ts';
+export * from './scan.ts';
+export * from './detect.ts';
