@@ -74,5 +74,6 @@ export function registerUi(app: FastifyInstance): void {
       return reply.send(asset.body);
     });
     scoped.get('/', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/ui/'));
+    scoped.get('/ui', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/ui/', 301));
   });
 }

@@ -38,6 +38,7 @@ async function runRoles(roles: Role[], opts: { demo?: boolean }) {
   const say = (s: string) => process.stderr.write(s + '\n');
   say(`\nMeterline is running (${roles.join(', ')}).`);
   if (rt.url) say(`  HTTP API      ${rt.url}  (OpenAPI: ${rt.url}/docs)`);
+  if (rt.url && roles.includes('api')) say(`  Dashboard     ${rt.url}/ui/  (sign in with an API key; customer portal: ${rt.url}/ui/portal/)`);
   say(`  NATS          ${rt.natsServer ? `${rt.natsServer.url} (embedded, data in ${rt.natsServer.storeDir})` : cfg.NATS_URL ?? 'from a running meterline'}`);
   if (rt.store) say(`  ClickHouse    ${rt.store.embedded ? `embedded chDB, data in ${chdbDir(cfg)}` : cfg.CLICKHOUSE_URL}`);
   if (rt.firstAdminKey) {

@@ -111,6 +111,7 @@ export function registerDashboardRoutes(app: FastifyInstance, deps: AppDeps & { 
         rows.push({ ...base, aggregation: meter.aggregation, metered: metered.toFixed(), difference: difference.toFixed(), status });
       }
     }
+    rows.sort((x, y) => x.customer.localeCompare(y.customer) || x.periodStart.localeCompare(y.periodStart) || x.meter.localeCompare(y.meter));
     return { period: q.period, ok: rows.every((r) => r.status === 'ok' || r.status === 'pending' || r.status === 'not_additive'), rows };
   });
 }

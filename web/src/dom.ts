@@ -46,11 +46,10 @@ export function note(text: string, kind: 'info' | 'error' | 'warn' = 'info'): HT
 }
 
 export function table(head: (string | HTMLElement)[], rows: HTMLTableRowElement[], attrs: Attrs = {}): HTMLElement {
-  return h(
-    'div',
-    { class: 'table-wrap' },
-    h('table', attrs, h('thead', {}, h('tr', {}, head.map((x) => (typeof x === 'string' ? h('th', { scope: 'col' }, x) : x)))), h('tbody', {}, rows)),
-  );
+  // A column of numbers gets a right-aligned header, like its cells.
+  const first = rows[0]?.children;
+  const ths = head.map((x, i) => (typeof x === 'string' ? h('th', { scope: 'col', class: first?.[i]?.classList.contains('num') ? 'num' : null }, x) : x));
+  return h('div', { class: 'table-wrap' }, h('table', attrs, h('thead', {}, h('tr', {}, ths)), h('tbody', {}, rows)));
 }
 
 export function badge(text: string, kind: string): HTMLElement {

@@ -22,6 +22,9 @@ interface Subscription {
   discounts?: unknown[];
 }
 
+/** "2026-09-30 22:00 UTC": catalog instants as stored (a period starts at the customer's local midnight). */
+const utc = (iso: string) => `${iso.slice(0, 16).replace('T', ' ')} UTC`;
+
 /** Meters, plans and subscriptions, read-only. */
 export const catalogPage: Page = (ctx) => {
   ctx.title('Catalog');
@@ -50,7 +53,7 @@ export const catalogPage: Page = (ctx) => {
         ps.length === 0
           ? note('No plans.')
           : table(
-              ['Plan', 'Interval', 'Base fee', 'Minimum', 'Charges'],
+              ['Plan', 'Interval', h('th', { scope: 'col', class: 'num' }, 'Base fee'), h('th', { scope: 'col', class: 'num' }, 'Minimum'), 'Charges'],
               ps.map((p) =>
                 h(
                   'tr',
@@ -80,8 +83,8 @@ export const catalogPage: Page = (ctx) => {
                   { 'data-subscription': s.id },
                   h('th', { scope: 'row', class: 'mono' }, s.id),
                   h('td', {}, h('a', { href: `#/accounts/${encodeURIComponent(s.customer)}` }, s.customer)),
-                  h('td', {}, s.phases.map((p) => h('div', {}, `${p.plan} from ${p.start.slice(0, 10)}${p.end ? ` to ${p.end.slice(0, 10)}` : ''}`))),
-                  h('td', { class: 'nowrap' }, s.anchor.slice(0, 10)),
+                  h('td', {}, s.phases.map((p) => h('div', {}, `${p.plan} from ${utc(p.start)}${p.end ? ` to ${utc(p.end)}` : ''}`))),
+                  h('td', { class: 'nowrap' }, utc(s.anchor)),
                 ),
               ),
             ),
