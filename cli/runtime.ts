@@ -192,6 +192,7 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
         dedupMaxMemoryKeys: config.DEDUP_MAX_MEMORY_KEYS,
         fetchMessages: config.PROCESSOR_FETCH_MESSAGES,
         maxEvents: config.PROCESSOR_MAX_EVENTS,
+        bufferBytes: config.PROCESSOR_BUFFER_BYTES,
         lateAfterMs: config.PROCESSOR_LATE_AFTER,
         maxDeliveries: config.PROCESSOR_MAX_DELIVERIES,
         limits,

@@ -55,6 +55,8 @@ export const ConfigSchema = z.object({
   DEDUP_MAX_MEMORY_KEYS: int(2_000_000, 1000),
   PROCESSOR_FETCH_MESSAGES: int(256),
   PROCESSOR_MAX_EVENTS: int(20_000),
+  /** Bytes of stream messages the processor's consumer buffers ahead of its inserts. */
+  PROCESSOR_BUFFER_BYTES: int(8 * 1024 * 1024, 65_536),
   PROCESSOR_LATE_AFTER: duration('5m'),
   PROCESSOR_MAX_DELIVERIES: int(5),
 

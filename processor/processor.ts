@@ -18,6 +18,7 @@ export interface ProcessorOptions {
   dedupMaxMemoryKeys: number;
   fetchMessages: number;
   maxEvents: number;
+  bufferBytes: number;
   lateAfterMs: number;
   maxDeliveries: number;
   limits: TimeLimits;
@@ -104,7 +105,9 @@ export class Processor {
     });
     await this.serial(() => this.backfiller.runPending(this.deps.meters.list()));
     const consumer = await this.deps.nats.js.consumers.get(this.deps.nats.topology.stream, PROCESSOR_CONSUMER);
-    this.messages = await consumer.consume({ max_messages: this.deps.options.fetchMessages });
+    // Bounded by bytes too: a few hundred large batch messages would otherwise overrun the
+    // connection's pending limit (a slow consumer), stalling delivery until the pull expires.
+    this.messages = await consumer.consume({ max_bytes: this.deps.options.bufferBytes });
     this.loop = this.run(this.messages).catch((err: unknown) => {
       // The consumer is gone (e.g. deleted by an operator): nothing is acked any more, so no
       // event is lost, but this process no longer makes progress. Readiness reports it.
