@@ -14,17 +14,18 @@ export interface Series {
 
 /**
  * Usage windows (one row per window and group value) as uPlot's aligned data: x = window starts
- * (seconds), one series per group value. SUM and COUNT are zero-filled across hours without
- * events (no events is zero usage); other aggregations leave a gap there.
+ * (seconds), one series per group value, over every hour or local day of the range. SUM and
+ * COUNT are zero where there were no events (no events is zero usage); other aggregations leave a gap.
  */
 export function alignUsage(rows: UsageRow[], groupKey: string | null, windowSize: 'HOUR' | 'DAY', zeroFill: boolean, range: { fromMs: number; toMs: number }, timeZone?: string): { data: uPlot.AlignedData; series: Series[] } {
   const labels = [...new Set(rows.map((r) => (groupKey ? (r.groupBy[groupKey] ?? '') : 'total')))].sort();
   const xs = new Set<number>(rows.map((r) => Date.parse(r.windowStart) / 1000));
-  if (zeroFill && windowSize === 'HOUR') {
+  // Every window of the range is on the x axis: zero where SUM/COUNT had no events, a gap for the others.
+  if (windowSize === 'HOUR') {
     const first = Math.ceil(range.fromMs / 3_600_000) * HOUR_S;
     for (let x = first; x * 1000 < range.toMs; x += HOUR_S) xs.add(x);
   }
-  if (zeroFill && windowSize === 'DAY' && timeZone) for (const ms of localMidnights(range.fromMs, range.toMs, timeZone)) xs.add(ms / 1000);
+  if (windowSize === 'DAY' && timeZone) for (const ms of localMidnights(range.fromMs, range.toMs, timeZone)) xs.add(ms / 1000);
   const x = [...xs].sort((a, b) => a - b);
   const index = new Map(x.map((v, i) => [v, i]));
   const ys = labels.map(() => x.map(() => (zeroFill ? 0 : null)) as (number | null)[]);
