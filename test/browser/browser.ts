@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 
@@ -30,5 +31,10 @@ export async function launchChromium(): Promise<{ browser: Browser; close(): Pro
   };
 }
 
-/** Where the tests save the README's screenshots. */
-export const SCREENSHOT_DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'docs', 'screenshots');
+/**
+ * Where the tests save screenshots of the main pages: the README's (docs/screenshots/) with
+ * UPDATE_SCREENSHOTS=1, else a temp folder, so an ordinary test run leaves the work tree clean.
+ */
+export const SCREENSHOT_DIR = process.env.UPDATE_SCREENSHOTS
+  ? path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'docs', 'screenshots')
+  : path.join(os.tmpdir(), 'meterline-screenshots');
