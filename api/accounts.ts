@@ -69,7 +69,8 @@ export async function accountSummaries(deps: AccountDeps, keys: string[], nowMs:
   const byStart = new Map<number, string[]>();
   for (const [k, p] of periods) byStart.set(p.start, [...(byStart.get(p.start) ?? []), k]);
   const usage = new Map<string, string>(); // `${customer}\u0000${meter}` -> value
-  await Promise.all(
+  // Usage, anomalies and projections are independent: they run at the same time.
+  const usageDone = Promise.all(
     [...byStart].flatMap(([start, subjects]) =>
       meters.map(async (m) => {
         if (start >= toMs) return;
@@ -79,32 +80,40 @@ export async function accountSummaries(deps: AccountDeps, keys: string[], nowMs:
     ),
   );
 
-  const open = deps.anomalies ? [...(await deps.anomalies.list({ status: 'open', limit: 1000 })), ...(await deps.anomalies.list({ status: 'acknowledged', limit: 1000 }))] : [];
+  const openP = deps.anomalies ? Promise.all([deps.anomalies.list({ status: 'open', limit: 1000 }), deps.anomalies.list({ status: 'acknowledged', limit: 1000 })]).then(([a, b]) => [...a, ...b]) : Promise.resolve([]);
   const plans = new Map(deps.plans.list().map((p) => [p.key, p]));
 
-  const items: AccountSummary[] = [];
-  for (const c of customers) {
-    const period = periods.get(c.key)!;
-    const subs = deps.subscriptions.list().filter((s) => s.customer === c.key && Date.parse(s.phases[0]!.start) <= nowMs && !(s.phases.at(-1)?.end && Date.parse(s.phases.at(-1)!.end!) <= nowMs));
-    let projected: AccountSummary['projected'] = null;
-    let projectedError: string | undefined;
-    if (subs.length > 0) {
+  // Projections of all customers at once (each is a few queries of its own).
+  const projections = await Promise.all(
+    customers.map(async (c): Promise<{ projected: AccountSummary['projected']; projectedError?: string }> => {
+      const active = deps.subscriptions.list().some((s) => s.customer === c.key && Date.parse(s.phases[0]!.start) <= nowMs && !(s.phases.at(-1)?.end && Date.parse(s.phases.at(-1)!.end!) <= nowMs));
+      if (!active) return { projected: null };
       try {
         const ps = await deps.billing.projected(c.key, nowMs);
-        if (ps.length > 0) {
-          projected = {
+        if (ps.length === 0) return { projected: null };
+        // One subscription (the usual case): the rater's own strings, untouched.
+        if (ps.length === 1) return { projected: { amountSoFar: ps[0]!.soFar.total, projectedTotal: ps[0]!.projected.total, currency: ps[0]!.soFar.currency } };
+        return {
+          projected: {
             amountSoFar: ps.reduce((acc, p) => acc.plus(p.soFar.total), new Decimal(0)).toFixed(2),
             projectedTotal: ps.reduce((acc, p) => acc.plus(p.projected.total), new Decimal(0)).toFixed(2),
             currency: ps[0]!.soFar.currency,
-          };
-          // One subscription (the usual case): the rater's own strings, untouched.
-          if (ps.length === 1) projected = { amountSoFar: ps[0]!.soFar.total, projectedTotal: ps[0]!.projected.total, currency: ps[0]!.soFar.currency };
-        }
+          },
+        };
       } catch (err) {
-        projectedError = (err as Error).message;
         deps.logger.warn({ err, customer: c.key }, 'projected invoice failed for the accounts summary');
+        return { projected: null, projectedError: (err as Error).message };
       }
-    }
+    }),
+  );
+
+  await usageDone;
+  const open = await openP;
+  const items: AccountSummary[] = [];
+  for (const [i, c] of customers.entries()) {
+    const period = periods.get(c.key)!;
+    const subs = deps.subscriptions.list().filter((s) => s.customer === c.key && Date.parse(s.phases[0]!.start) <= nowMs && !(s.phases.at(-1)?.end && Date.parse(s.phases.at(-1)!.end!) <= nowMs));
+    const { projected, projectedError } = projections[i]!;
     const mine = open.filter((a) => a.customer === c.key);
     const worst = mine.reduce<string | null>((w, a) => ((SEVERITY_RANK[a.severity] ?? 0) > (w ? (SEVERITY_RANK[w] ?? 0) : 0) ? a.severity : w), null);
     items.push({
