@@ -32,8 +32,17 @@ const HOUR = 3_600_000;
 const DAY = 86_400_000;
 
 /** Offset of `tz` from UTC at `ms`, in minutes. */
+const formatters = new Map<string, Intl.DateTimeFormat>();
+
 export function tzOffsetMinutes(tz: string, ms: number): number {
-  const parts = new Intl.DateTimeFormat('en-US', { timeZone: tz, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric' }).formatToParts(new Date(ms));
+  if (tz === 'UTC' || tz === 'Etc/UTC') return 0;
+  // Building a DateTimeFormat costs far more than using one: keep one per zone.
+  let f = formatters.get(tz);
+  if (!f) {
+    f = new Intl.DateTimeFormat('en-US', { timeZone: tz, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric' });
+    formatters.set(tz, f);
+  }
+  const parts = f.formatToParts(new Date(ms));
   const get = (t: string) => Number(parts.find((p) => p.type === t)?.value);
   const asUtc = Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'), get('second'));
   return Math.round((asUtc - Math.floor(ms / 1000) * 1000) / MINUTE);

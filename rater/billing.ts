@@ -421,7 +421,7 @@ export class Billing {
    */
   async finalize(sub: Subscription, period: Period, nowMs: number): Promise<{ invoice: Invoice; created: boolean }> {
     const id = invoiceId(sub.id, period.start);
-    const [existing] = await this.finalized({ id });
+    const [existing] = await this.finalized({ customer: sub.customer, id });
     if (existing) return { invoice: existing.invoice, created: false };
     const cutoffMs = period.end + this.deps.options.graceMs;
     if (cutoffMs + this.safetyMs > nowMs) {
@@ -563,7 +563,7 @@ export class Billing {
           continue;
         }
         if (opts.dryRun) {
-          const [existing] = await this.finalized({ id: invoiceId(sub.id, p.start) });
+          const [existing] = await this.finalized({ customer: sub.customer, id: invoiceId(sub.id, p.start) });
           if (existing) {
             // The preview of a finalized period is computed again from its snapshot, at its cutoff.
             const again = await this.compute(sub, p, ms(existing.invoice.cutoff), existing.snapshot);
