@@ -67,6 +67,10 @@ describe('anomaly detection end to end', () => {
     const { secret, id: hookId } = hook.json() as { secret: string; id: string };
     expect((await c.post('/api/v1/webhooks', { url: `${receiverUrl}/hooks/slack`, format: 'slack', kinds: ['gap'] })).statusCode).toBe(201);
 
+    // Every alert is also published on NATS for other consumers.
+    const onNats: string[] = [];
+    const sub = rt.nats.nc.subscribe('meterline.alerts.>', { callback: (_err, msg) => onNats.push(msg.subject) });
+
     // Before the gap: nothing.
     const quiet = await rt.scanner!.scan(GAP_START + 10 * 60_000);
     expect(quiet).toMatchObject({ ran: true, opened: 0 });
@@ -89,6 +93,9 @@ describe('anomaly detection end to end', () => {
     const expectedMac = createHmac('sha256', secret).update(`${m![1]}.${json[0]!.body}`).digest('hex');
     expect(timingSafeEqual(Buffer.from(expectedMac), Buffer.from(m![2]!))).toBe(true);
     expect(JSON.parse(json[0]!.body)).toMatchObject({ type: 'anomaly.opened', anomaly: { id: gap.id, kind: 'gap', customer: 'acme' } });
+    await rt.nats.nc.flush();
+    expect(onNats).toEqual(['meterline.alerts.gap']);
+    sub.unsubscribe();
     const slack = received.filter((r) => r.path === '/hooks/slack');
     expect(slack).toHaveLength(1);
     expect((JSON.parse(slack[0]!.body) as { text: string }).text).toContain('No API calls');
