@@ -77,6 +77,22 @@ export function invoiceId(subscriptionId: string, periodStartMs: number): string
 }
 
 /**
+ * State preloaded for a close run over many subscriptions, so the run costs one query per
+ * table rather than several per subscription: finalized invoices and adjustments by customer,
+ * usage per (meter, ranges, cutoff) for every customer at once, and the invoices finalized in
+ * this run, inserted and numbered in blocks.
+ */
+interface CloseCache {
+  finalized: Map<string, StoredInvoice[]>;
+  adjustments: Map<string, Adjustment[]>;
+  usage: Map<string, Promise<Map<string, { q: string; n: string }>>>;
+  pending: { invoice: Invoice; snapshot: Snapshot; subscriptionId: string }[];
+}
+
+/** Invoices inserted (and numbered) together during a close run. */
+const STORE_BLOCK = 500;
+
+/**
  * Billing close and everything around it, on top of the pure invoice builder. Usage is read
  * from `meter_values` with `ingested_at <= cutoff`, so a period's invoice is reproducible: its
  * cutoff is the period end plus the grace period, and closing it again gives the same lines.
@@ -84,7 +100,29 @@ export function invoiceId(subscriptionId: string, periodStartMs: number): string
  * (the period priced with them, less the period as last billed).
  */
 export class Billing {
+  private cache: CloseCache | undefined;
+
   constructor(private readonly deps: BillingDeps) {}
+
+  /** Runs `fn` with the close cache (see CloseCache); pending invoices are stored before it returns. */
+  private async withCache<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.cache) return fn();
+    const group = <V extends { customer: string }>(rows: V[]) => {
+      const m = new Map<string, V[]>();
+      for (const r of rows) (m.get(r.customer) ?? m.set(r.customer, []).get(r.customer)!).push(r);
+      return m;
+    };
+    const finalized = new Map<string, StoredInvoice[]>();
+    for (const s of await this.finalized()) (finalized.get(s.invoice.customer) ?? finalized.set(s.invoice.customer, []).get(s.invoice.customer)!).push(s);
+    this.cache = { finalized, adjustments: group(await this.adjustmentsWhere('1', {})), usage: new Map(), pending: [] };
+    try {
+      const value = await fn();
+      await this.flush();
+      return value;
+    } finally {
+      this.cache = undefined;
+    }
+  }
 
   private get safetyMs(): number {
     return this.deps.options.safetyMs ?? CLOSE_SAFETY_MS;
@@ -185,7 +223,22 @@ export class Billing {
       const total = Object.values(byDimension).reduce((a, d) => a.plus(d.quantity), new Decimal(0));
       return { quantity: total.toFixed(), byDimension };
     }
-    const [row] = await query('', '');
+    let row: { q: string; n: string } | undefined;
+    if (this.cache && !needsValues) {
+      // One query for every customer of this meter, ranges and cutoff; later subscriptions read it.
+      const key = `${meter.id}|${JSON.stringify(group.ranges)}|${cutoffMs}`;
+      let all = this.cache.usage.get(key);
+      if (!all) {
+        const { subject: _s, ...p } = params;
+        const allWhere = where.replace('subject = {subject:String} AND ', '');
+        all = this.deps.store.ch
+          .query({ query: `SELECT subject, ${agg[meter.aggregation]} AS q, toString(count()) AS n FROM ${this.db}.meter_values WHERE ${allWhere} GROUP BY subject`, query_params: p, format: 'JSONEachRow' })
+          .then((rs) => rs.json<{ subject: string; q: string; n: string }>())
+          .then((rows) => new Map(rows.map((r) => [r.subject, r])));
+        this.cache.usage.set(key, all);
+      }
+      row = (await all).get(customer);
+    } else [row] = await query('', '');
     const quantity = new Decimal(quantityOf(row)).plus(delta).toFixed();
     if (!needsValues) return { quantity };
     const rs = await this.deps.store.ch.query({ query: `SELECT toString(value) AS v FROM ${this.db}.meter_values WHERE ${where} ORDER BY time, source, id`, query_params: params, format: 'JSONCompactEachRow' });
@@ -202,6 +255,9 @@ export class Billing {
   // ---- stored invoices and adjustments -----------------------------------------------------
 
   async finalized(filter: { customer?: string; subscriptionId?: string; id?: string; periodFromMs?: number; periodToMs?: number } = {}): Promise<StoredInvoice[]> {
+    if (this.cache && filter.customer !== undefined && filter.subscriptionId === undefined && filter.periodFromMs === undefined && filter.periodToMs === undefined) {
+      return (this.cache.finalized.get(filter.customer) ?? []).filter((s) => filter.id === undefined || s.invoice.id === filter.id);
+    }
     const where: string[] = ['1'];
     const params: Record<string, unknown> = {};
     const cond = (sql: string, name: string, value: unknown) => {
@@ -223,13 +279,18 @@ export class Billing {
   }
 
   async adjustments(customer: string): Promise<Adjustment[]> {
+    if (this.cache) return this.cache.adjustments.get(customer) ?? [];
+    return this.adjustmentsWhere('customer = {customer:String}', { customer });
+  }
+
+  private async adjustmentsWhere(where: string, params: Record<string, unknown>): Promise<Adjustment[]> {
     const rs = await this.deps.store.ch.query({
       query: `SELECT id, customer, kind, currency, toString(amount) AS amount, meter, toString(quantity) AS quantity,
                 if(isNull(period_start), NULL, toString(toUnixTimestamp64Milli(period_start))) AS ps,
                 if(isNull(expires_at), NULL, toString(toUnixTimestamp64Milli(expires_at))) AS ea,
                 reason_code, note, actor, toString(toUnixTimestamp64Milli(created_at)) AS ca
-              FROM ${this.db}.adjustments WHERE customer = {customer:String} ORDER BY created_at, id`,
-      query_params: { customer },
+              FROM ${this.db}.adjustments WHERE ${where} ORDER BY created_at, id`,
+      query_params: params,
       format: 'JSONEachRow',
     });
     const rows = await rs.json<Record<string, string | null>>();
@@ -428,73 +489,99 @@ export class Billing {
       throw new AppError('REQUEST_INVALID', `the period ${iso(period.start)} – ${iso(period.end)} can be finalized after ${iso(cutoffMs + this.safetyMs)} (period end + grace); use dryRun to preview it now`);
     }
     const { invoice, snapshot } = await this.compute(sub, period, cutoffMs);
-    const final: Invoice = { ...invoice, status: 'finalized', number: await this.nextNumber(period), issuedAt: iso(nowMs) };
-    await this.store(final, snapshot, sub.id);
+    if (this.cache) {
+      // Numbered and stored with its block (see flush); visible to the rest of this run now.
+      const final: Invoice = { ...invoice, status: 'finalized', issuedAt: iso(nowMs) };
+      this.cache.pending.push({ invoice: final, snapshot, subscriptionId: sub.id });
+      const list = this.cache.finalized.get(sub.customer) ?? this.cache.finalized.set(sub.customer, []).get(sub.customer)!;
+      list.push({ invoice: final, snapshot, subscriptionId: sub.id });
+      if (this.cache.pending.length >= STORE_BLOCK) await this.flush();
+      return { invoice: final, created: true };
+    }
+    const final: Invoice = { ...invoice, status: 'finalized', number: (await this.allocateNumbers(period, 1))[0], issuedAt: iso(nowMs) };
+    await this.store([{ invoice: final, snapshot, subscriptionId: sub.id }]);
     this.deps.logger.info({ invoice: final.id, number: final.number, customer: final.customer, total: final.total, currency: final.currency }, 'invoice finalized');
     return { invoice: final, created: true };
   }
 
-  private async nextNumber(period: Period): Promise<string> {
+  /** Allocates `count` consecutive invoice numbers with one compare-and-set on the catalog counter. */
+  private async allocateNumbers(period: Period, count: number): Promise<string[]> {
     const key = 'counter.invoice';
     for (let attempt = 0; attempt < 20; attempt++) {
       const e = await this.deps.kv.get(key);
-      const n = e && e.operation === 'PUT' ? Number(e.string()) + 1 : 1;
+      const first = e && e.operation === 'PUT' ? Number(e.string()) + 1 : 1;
+      const last = first + count - 1;
       try {
-        if (e && e.operation === 'PUT') await this.deps.kv.update(key, String(n), e.revision);
-        else await this.deps.kv.create(key, String(n));
-        return `${this.deps.options.numberPrefix}-${new Date(period.end).getUTCFullYear()}-${String(n).padStart(6, '0')}`;
+        if (e && e.operation === 'PUT') await this.deps.kv.update(key, String(last), e.revision);
+        else await this.deps.kv.create(key, String(last));
+        return Array.from({ length: count }, (_, i) => `${this.deps.options.numberPrefix}-${new Date(period.end).getUTCFullYear()}-${String(first + i).padStart(6, '0')}`);
       } catch {
-        /* someone else took this number: read again */
+        /* someone else took these numbers: read again */
       }
     }
-    throw new AppError('CATALOG_CONFLICT', 'could not allocate an invoice number; retry');
+    throw new AppError('CATALOG_CONFLICT', 'could not allocate invoice numbers; retry');
   }
 
-  private async store(inv: Invoice, snapshot: Snapshot, subscriptionId: string): Promise<void> {
+  /** Numbers and stores the invoices pending in the close cache. */
+  private async flush(): Promise<void> {
+    const pending = this.cache?.pending.splice(0) ?? [];
+    if (pending.length === 0) return;
+    // The year in a number is the period end's; numbers are allocated per year group, in order.
+    for (const year of [...new Set(pending.map((p) => new Date(p.invoice.periodEnd).getUTCFullYear()))]) {
+      const items = pending.filter((p) => new Date(p.invoice.periodEnd).getUTCFullYear() === year);
+      const numbers = await this.allocateNumbers({ start: 0, end: Date.parse(items[0]!.invoice.periodEnd) }, items.length);
+      items.forEach((p, i) => (p.invoice.number = numbers[i]));
+    }
+    await this.store(pending);
+    for (const p of pending) this.deps.logger.info({ invoice: p.invoice.id, number: p.invoice.number, customer: p.invoice.customer, total: p.invoice.total, currency: p.invoice.currency }, 'invoice finalized');
+  }
+
+  private async store(items: { invoice: Invoice; snapshot: Snapshot; subscriptionId: string }[]): Promise<void> {
     const { ch } = this.deps.store;
-    // Lines first, then the invoice row that makes it "finalized": a crash between the two
-    // leaves lines without an invoice, which the retry (same token) does not duplicate.
+    const token = createHash('sha256').update(items.map((i) => i.invoice.id).join(',')).digest('hex').slice(0, 32);
+    // Lines first, then the invoice rows that make them "finalized": a crash between the two
+    // leaves lines without invoices, which the retry (same token) does not duplicate.
     await ch.insert({
       table: `${this.db}.invoice_lines`,
-      values: inv.lines.map((l) => ({
-        invoice_id: inv.id,
-        line_id: l.id,
-        customer: inv.customer,
-        currency: inv.currency,
-        invoice_period_start: ms(inv.periodStart),
-        kind: l.kind,
-        meter: l.meter ?? '',
-        description: l.description,
-        period_start: ms(l.periodStart),
-        period_end: ms(l.periodEnd),
-        quantity: l.quantity,
-        amount: l.amount,
-        amount_minor: l.amountMinor,
-      })),
+      values: items.flatMap(({ invoice: inv }) =>
+        inv.lines.map((l) => ({
+          invoice_id: inv.id,
+          line_id: l.id,
+          customer: inv.customer,
+          currency: inv.currency,
+          invoice_period_start: ms(inv.periodStart),
+          kind: l.kind,
+          meter: l.meter ?? '',
+          description: l.description,
+          period_start: ms(l.periodStart),
+          period_end: ms(l.periodEnd),
+          quantity: l.quantity,
+          amount: l.amount,
+          amount_minor: l.amountMinor,
+        })),
+      ),
       format: 'JSONEachRow',
-      clickhouse_settings: { insert_deduplication_token: `lines:${inv.id}` },
+      clickhouse_settings: { insert_deduplication_token: `lines:${token}` },
     });
     await ch.insert({
       table: `${this.db}.invoices`,
-      values: [
-        {
-          id: inv.id,
-          number: inv.number,
-          customer: inv.customer,
-          subscription_id: subscriptionId,
-          currency: inv.currency,
-          period_start: ms(inv.periodStart),
-          period_end: ms(inv.periodEnd),
-          cutoff: ms(inv.cutoff),
-          issued_at: ms(inv.issuedAt!),
-          total: inv.total,
-          total_minor: inv.totalMinor,
-          doc: JSON.stringify(inv),
-          snapshot: JSON.stringify(snapshot),
-        },
-      ],
+      values: items.map(({ invoice: inv, snapshot, subscriptionId }) => ({
+        id: inv.id,
+        number: inv.number,
+        customer: inv.customer,
+        subscription_id: subscriptionId,
+        currency: inv.currency,
+        period_start: ms(inv.periodStart),
+        period_end: ms(inv.periodEnd),
+        cutoff: ms(inv.cutoff),
+        issued_at: ms(inv.issuedAt!),
+        total: inv.total,
+        total_minor: inv.totalMinor,
+        doc: JSON.stringify(inv),
+        snapshot: JSON.stringify(snapshot),
+      })),
       format: 'JSONEachRow',
-      clickhouse_settings: { insert_deduplication_token: `invoice:${inv.id}` },
+      clickhouse_settings: { insert_deduplication_token: `invoices:${token}` },
     });
   }
 
@@ -502,17 +589,18 @@ export class Billing {
   async runDue(nowMs: number): Promise<{ ran: boolean; finalized: Invoice[] }> {
     const r = await this.deps.leases.withLease(
       'billing-close',
-      async () => {
-        const done: Invoice[] = [];
-        const starts = await this.finalizedStarts();
-        for (const sub of this.deps.subscriptions.list()) {
-          for (const p of await this.duePeriods(sub, nowMs, starts.get(sub.id) ?? new Set())) {
-            const { invoice, created } = await this.finalize(sub, p, nowMs);
-            if (created) done.push(invoice);
+      () =>
+        this.withCache(async () => {
+          const done: Invoice[] = [];
+          const starts = await this.finalizedStarts();
+          for (const sub of this.deps.subscriptions.list()) {
+            for (const p of await this.duePeriods(sub, nowMs, starts.get(sub.id) ?? new Set())) {
+              const { invoice, created } = await this.finalize(sub, p, nowMs);
+              if (created) done.push(invoice);
+            }
           }
-        }
-        return done;
-      },
+          return done;
+        }),
       this.deps.logger,
     );
     return r.ran ? { ran: true, finalized: r.value } : { ran: false, finalized: [] };
@@ -580,8 +668,8 @@ export class Billing {
       }
       return { invoices, skipped };
     };
-    if (opts.dryRun) return work();
-    const r = await this.deps.leases.withLease('billing-close', work, this.deps.logger);
+    if (opts.dryRun) return this.withCache(work);
+    const r = await this.deps.leases.withLease('billing-close', () => this.withCache(work), this.deps.logger);
     if (!r.ran) throw new AppError('CATALOG_CONFLICT', 'another billing close is running; retry in a minute');
     return r.value;
   }

@@ -69,7 +69,7 @@ describe('anomaly detection end to end', () => {
 
     // Every alert is also published on NATS for other consumers.
     const onNats: string[] = [];
-    const sub = rt.nats.nc.subscribe('meterline.alerts.>', { callback: (_err, msg) => onNats.push(msg.subject) });
+    const sub = rt.nats.nc.subscribe('meterline.alerts.>', { callback: (_err, msg) => void onNats.push(msg.subject) });
 
     // Before the gap: nothing.
     const quiet = await rt.scanner!.scan(GAP_START + 10 * 60_000);
