@@ -3,7 +3,6 @@ import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstanc
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { AppError, isAppError } from '../common/errors.ts';
-import { isStripeSyncError } from '../rater/stripe/index.ts';
 import { isPricingError } from '../rater/pricing/index.ts';
 import type { Logger } from '../common/logger.ts';
 import type { Metrics } from '../common/metrics.ts';
@@ -175,7 +174,6 @@ function sendError(reply: FastifyReply, status: number, body: { code: string; me
 function toAppError(err: FastifyError | AppError): AppError {
   if (isAppError(err)) return err;
   if (isPricingError(err)) return new AppError('REQUEST_INVALID', `pricing: ${err.message}`, { cause: err });
-  if (isStripeSyncError(err)) return new AppError(err.code, err.message, { cause: err, ...(err.details ? { details: err.details } : {}) });
   switch (err.code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new AppError('INGEST_UNSUPPORTED_MEDIA_TYPE', 'unsupported Content-Type; send application/json, application/cloudevents+json or application/cloudevents-batch+json');

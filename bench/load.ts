@@ -1,4 +1,5 @@
 import { Decimal } from 'decimal.js';
+import { seededRandom } from '../common/random.ts';
 
 /**
  * The load generator: a realistic event mix, deterministic from a seed.
@@ -38,15 +39,6 @@ export const BENCH_METERS = [
   { slug: 'users', eventType: 'api.call', aggregation: 'UNIQUE_COUNT', valueProperty: '$.user' },
 ] as const;
 
-function mulberry32(seed: number) {
-  return () => {
-    seed |= 0;
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export class LoadGenerator {
   private readonly rand: () => number;
@@ -56,7 +48,7 @@ export class LoadGenerator {
   readonly expected = { calls: 0, tokens: new Decimal(0), bytes: new Decimal(0), users: new Set<string>(), unique: 0, sent: 0 };
 
   constructor(readonly opts: LoadOptions) {
-    this.rand = mulberry32(opts.seed);
+    this.rand = seededRandom(opts.seed);
     const w = Array.from({ length: opts.customers }, (_, i) => 1 / (i + 1) ** 1.1);
     const sum = w.reduce((a, b) => a + b, 0);
     let acc = 0;

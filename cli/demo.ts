@@ -1,4 +1,5 @@
 import { Decimal } from 'decimal.js';
+import { seededRandom } from '../common/random.ts';
 
 /**
  * The demo workload of `meterline start --demo`: three customers, three meters, ~700 events
@@ -20,19 +21,9 @@ interface DemoEvent {
   data: Record<string, unknown>;
 }
 
-/** Small deterministic PRNG (mulberry32) so the demo is the same on every machine. */
-function rng(seed: number) {
-  return () => {
-    seed |= 0;
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function demoEvents(nowMs: number): { onTime: DemoEvent[]; late: DemoEvent[] } {
-  const rand = rng(42);
+  const rand = seededRandom(42);
   const pick = <T>(xs: readonly T[]) => xs[Math.floor(rand() * xs.length)]!;
   const hour = Math.floor(nowMs / 3_600_000) * 3_600_000;
   const onTime: DemoEvent[] = [];

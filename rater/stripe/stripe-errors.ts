@@ -1,37 +1,31 @@
+import { AppError, ErrorCodes } from '../../common/errors.ts';
+
 /**
  * Errors of the Stripe sync and the retry decision. Pure: no I/O.
  *
- * `StripeSyncError` has the shape of `AppError` (code, httpStatus, retryable, log-safe details,
- * cause); its codes are not in `common/errors.ts` yet, so it is its own class until they are.
+ * `StripeSyncError` is an `AppError` with one of the `STRIPE_*` codes (documented in
+ * docs/errors.md): STRIPE_INVOICE_INVALID (nothing was sent), STRIPE_REJECTED (Stripe refused a
+ * request: bad customer, bad parameter, key reused with other parameters, auth),
+ * STRIPE_UNAVAILABLE (unreachable, overloaded or failing through every attempt: safe to retry
+ * later), STRIPE_TOTAL_MISMATCH (the draft is left unfinalized for a person to look at),
+ * STRIPE_INVOICE_CONFLICT (voided or duplicated in Stripe; Meterline will not issue another).
  */
 export const StripeSyncErrorCodes = {
-  /** The invoice cannot be pushed as it is (not finalized, lines do not add up, ...). Nothing was sent. */
-  STRIPE_INVOICE_INVALID: { httpStatus: 422, retryable: false },
-  /** Stripe refused a request (4xx other than 409/429): bad customer, bad parameter, key reused with other parameters, auth. */
-  STRIPE_REJECTED: { httpStatus: 502, retryable: false },
-  /** Stripe stayed unreachable, overloaded or failing (5xx, 429, connection) through every attempt. Safe to retry later. */
-  STRIPE_UNAVAILABLE: { httpStatus: 503, retryable: true },
-  /** Stripe's total or currency differs from Meterline's; the draft is left unfinalized for a person to look at. */
-  STRIPE_TOTAL_MISMATCH: { httpStatus: 409, retryable: false },
-  /** The Stripe invoice for this Meterline invoice was voided, or exists twice; Meterline will not issue another by itself. */
-  STRIPE_INVOICE_CONFLICT: { httpStatus: 409, retryable: false },
-} as const satisfies Record<string, { httpStatus: number; retryable: boolean }>;
+  STRIPE_INVOICE_INVALID: ErrorCodes.STRIPE_INVOICE_INVALID,
+  STRIPE_REJECTED: ErrorCodes.STRIPE_REJECTED,
+  STRIPE_UNAVAILABLE: ErrorCodes.STRIPE_UNAVAILABLE,
+  STRIPE_TOTAL_MISMATCH: ErrorCodes.STRIPE_TOTAL_MISMATCH,
+  STRIPE_INVOICE_CONFLICT: ErrorCodes.STRIPE_INVOICE_CONFLICT,
+} as const;
 
 export type StripeSyncErrorCode = keyof typeof StripeSyncErrorCodes;
 
-export class StripeSyncError extends Error {
-  readonly code: StripeSyncErrorCode;
-  readonly httpStatus: number;
-  readonly retryable: boolean;
-  readonly details: Record<string, unknown> | undefined;
+export class StripeSyncError extends AppError {
+  declare readonly code: StripeSyncErrorCode;
 
   constructor(code: StripeSyncErrorCode, message: string, opts: { details?: Record<string, unknown>; cause?: unknown } = {}) {
-    super(message, { cause: opts.cause });
+    super(code, message, opts);
     this.name = 'StripeSyncError';
-    this.code = code;
-    this.httpStatus = StripeSyncErrorCodes[code].httpStatus;
-    this.retryable = StripeSyncErrorCodes[code].retryable;
-    this.details = opts.details;
   }
 }
 
