@@ -13,6 +13,8 @@ import { DeadLetters, type DeadLetterEntry } from './dead-letter.ts';
 import { DedupIndex } from './dedup.ts';
 import { meterValues, type Meter, type MeterValue } from './meters.ts';
 
+const UTF8 = new TextDecoder();
+
 export interface ProcessorOptions {
   dedupWindowMs: number;
   dedupMaxMemoryKeys: number;
@@ -196,7 +198,7 @@ export class Processor {
       const header = m.headers?.get(RECEIVED_AT_HEADER);
       const receivedAtMs = header ? Number(header) : Math.floor(Number(m.info.timestampNanos) / 1e6);
       let parsed: unknown;
-      const text = new TextDecoder().decode(m.data);
+      const text = UTF8.decode(m.data);
       try {
         parsed = losslessParse(text);
       } catch (err) {
@@ -230,6 +232,7 @@ export class Processor {
     // 3. meter values
     const meters = this.deps.meters.list();
     const rows: RawRow[] = [];
+    const acceptedKeys: string[] = [];
     for (const c of fresh) {
       const mv = meterValues(c.event, meters);
       if (!mv.ok) {
@@ -237,6 +240,7 @@ export class Processor {
         continue;
       }
       if (now - c.event.timeMs > options.lateAfterMs) metrics.processorLateEvents.inc();
+      acceptedKeys.push(c.key);
       rows.push({
         source: c.event.source,
         id: c.event.id,
@@ -258,10 +262,7 @@ export class Processor {
       await this.onInsertFailure(err, msgs, now);
       return;
     }
-    this.dedup.add(
-      rows.map((r) => eventKey(r)),
-      now,
-    );
+    this.dedup.add(acceptedKeys, now);
     metrics.processorDedupKeys.set(this.dedup.size);
     for (const d of dead) {
       await this.deadLetters.park(d);
@@ -309,7 +310,7 @@ export class Processor {
     }
     const m = msgs[0];
     if (rejected && m && m.info.deliveryCount >= this.deps.options.maxDeliveries) {
-      const text = new TextDecoder().decode(m.data);
+      const text = UTF8.decode(m.data);
       await this.deadLetters.park(this.deadLetter(`store rejected the batch: ${errorMessage(err)}`, m.seq, -1, Date.now(), text));
       this.deps.metrics.processorDeadLettered.inc({ reason: 'store_rejected' });
       m.ack();
