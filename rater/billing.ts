@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash, randomUUID } from 'node:crypto';
 import { Decimal } from 'decimal.js';
 import type { KV } from '@nats-io/kv';
@@ -100,9 +101,17 @@ const STORE_BLOCK = 500;
  * (the period priced with them, less the period as last billed).
  */
 export class Billing {
-  private cache: CloseCache | undefined;
+  /**
+   * The close cache of the run in progress, scoped to that run's async calls: API requests
+   * served meanwhile by the same instance (drafts, projections, adjustments) never see it.
+   */
+  private readonly closeRun = new AsyncLocalStorage<CloseCache>();
 
   constructor(private readonly deps: BillingDeps) {}
+
+  private get cache(): CloseCache | undefined {
+    return this.closeRun.getStore();
+  }
 
   /** Runs `fn` with the close cache (see CloseCache); pending invoices are stored before it returns. */
   private async withCache<T>(fn: () => Promise<T>): Promise<T> {
@@ -114,14 +123,12 @@ export class Billing {
     };
     const finalized = new Map<string, StoredInvoice[]>();
     for (const s of await this.finalized()) (finalized.get(s.invoice.customer) ?? finalized.set(s.invoice.customer, []).get(s.invoice.customer)!).push(s);
-    this.cache = { finalized, adjustments: group(await this.adjustmentsWhere('1', {})), usage: new Map(), pending: [] };
-    try {
+    const cache: CloseCache = { finalized, adjustments: group(await this.adjustmentsWhere('1', {})), usage: new Map(), pending: [] };
+    return this.closeRun.run(cache, async () => {
       const value = await fn();
       await this.flush();
       return value;
-    } finally {
-      this.cache = undefined;
-    }
+    });
   }
 
   private get safetyMs(): number {
