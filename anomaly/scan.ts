@@ -7,6 +7,7 @@ import type { Logger } from '../common/logger.ts';
 import type { Meter } from '../processor/index.ts';
 import type { Billing, Customer } from '../rater/index.ts';
 import { queryUsage } from '../api/usage.ts';
+import { ROLLUP_AGG } from '../api/usage-plan.ts';
 import type { AlertDispatcher } from './alerts.ts';
 import { billShock, detect, historyHours, thresholdCrossings } from './detect.ts';
 import type { AnomalyStore } from './store.ts';
@@ -48,11 +49,8 @@ export interface ScanResult {
   updated: number;
 }
 
-const HOURLY_VALUE: Partial<Record<Meter['aggregation'], string>> = {
-  SUM: 'toString(sumMerge(value_sum))',
-  COUNT: 'toString(countMerge(value_count))',
-  UNIQUE_COUNT: 'toString(uniqExactMerge(value_unique))',
-};
+/** Aggregations whose hourly values are counts or amounts worth scoring. */
+const SCORED: readonly Meter['aggregation'][] = ['SUM', 'COUNT', 'UNIQUE_COUNT'];
 
 /**
  * One anomaly scan (run every few minutes by the scheduler, under a lease so only one runs):
@@ -89,8 +87,8 @@ export class AnomalyScanner {
     const hours = historyHours(params);
     const startMs = endMs - hours * HOUR;
     for (const meter of this.deps.meters.list()) {
-      const value = HOURLY_VALUE[meter.aggregation];
-      if (!value) continue;
+      if (!SCORED.includes(meter.aggregation)) continue;
+      const value = ROLLUP_AGG[meter.aggregation];
       const rs = await store.ch.query({
         query: `SELECT subject, toString(toUnixTimestamp(window_start)) AS h, ${value} AS v FROM ${store.db}.meter_usage_1h
                 WHERE meter_id = {meterId:String} AND window_start >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND window_start < fromUnixTimestamp64Milli({to:Int64}, 'UTC')

@@ -76,7 +76,8 @@ export function chooseSource(q: Pick<UsageQuery, 'fromMs' | 'toMs' | 'windowSize
   return 'meter_values';
 }
 
-const ROLLUP_AGG: Record<Aggregation, string> = {
+/** Each aggregation over a rollup table's states (exact strings); the anomaly scan reads hourly values with it. */
+export const ROLLUP_AGG: Record<Aggregation, string> = {
   SUM: 'toString(sumMerge(value_sum))',
   COUNT: 'toString(countMerge(value_count))',
   UNIQUE_COUNT: 'toString(uniqExactMerge(value_unique))',
@@ -85,7 +86,8 @@ const ROLLUP_AGG: Record<Aggregation, string> = {
   AVG: 'toString(sumMerge(value_sum))',
   LATEST: 'toString(argMaxMerge(value_latest))',
 };
-const RAW_AGG: Record<Aggregation, string> = {
+/** Each aggregation over per-event `meter_values` rows (exact strings); the rater's usage at a cutoff uses it too. AVG is the sum: callers divide by the row count. */
+export const RAW_AGG: Record<Aggregation, string> = {
   SUM: 'toString(sum(value))',
   COUNT: 'toString(count())',
   UNIQUE_COUNT: 'toString(uniqExact(value_key))',

@@ -241,42 +241,40 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
     url = await app.listen({ host: config.HOST, port: config.PORT });
   }
 
-  // The scheduler: billing close of due periods, under a lease (one close at a time across processes).
-  let task: ScheduledTask | undefined;
-  if (roles.includes('scheduler') && billing) {
-    const log = logger.child({ component: 'scheduler' });
-    task = cron.schedule(
-      config.BILLING_SCHEDULE,
-      async () => {
-        try {
-          const r = await billing.runDue(Date.now());
-          if (r.finalized.length > 0) log.info({ invoices: r.finalized.length }, 'billing close finalized invoices');
-          if (invoiceSync) {
-            const sync = await invoiceSync.run();
-            if (sync.synced + sync.failed > 0) log.info(sync, 'Stripe sync run');
+  // The scheduler: billing close (then Stripe sync) and the anomaly scan, each under its own
+  // lease inside, so any number of schedulers run one close and one scan at a time.
+  const tasks: ScheduledTask[] = [];
+  const schedule = (expr: string, name: string, component: string, job: (log: Logger) => Promise<void>) => {
+    const log = logger.child({ component });
+    tasks.push(
+      cron.schedule(
+        expr,
+        async () => {
+          try {
+            await job(log);
+          } catch (err) {
+            log.error({ err }, `${name} failed; it runs again at the next tick`);
           }
-        } catch (err) {
-          log.error({ err }, 'billing close failed; it runs again at the next tick');
-        }
-      },
-      { name: 'billing-close', noOverlap: true },
+        },
+        { name, noOverlap: true },
+      ),
     );
+  };
+  if (roles.includes('scheduler') && billing) {
+    schedule(config.BILLING_SCHEDULE, 'billing-close', 'scheduler', async (log) => {
+      const r = await billing.runDue(Date.now());
+      if (r.finalized.length > 0) log.info({ invoices: r.finalized.length }, 'billing close finalized invoices');
+      if (invoiceSync) {
+        const sync = await invoiceSync.run();
+        if (sync.synced + sync.failed > 0) log.info(sync, 'Stripe sync run');
+      }
+    });
   }
-  let scanTask: ScheduledTask | undefined;
   if (roles.includes('scheduler') && scanner) {
-    const log = logger.child({ component: 'anomaly' });
-    scanTask = cron.schedule(
-      config.ANOMALY_SCHEDULE,
-      async () => {
-        try {
-          const r = await scanner.scan(Date.now());
-          if (r.opened > 0) log.info(r, 'anomaly scan opened anomalies');
-        } catch (err) {
-          log.error({ err }, 'anomaly scan failed; it runs again at the next tick');
-        }
-      },
-      { name: 'anomaly-scan', noOverlap: true },
-    );
+    schedule(config.ANOMALY_SCHEDULE, 'anomaly-scan', 'anomaly', async (log) => {
+      const r = await scanner.scan(Date.now());
+      if (r.opened > 0) log.info(r, 'anomaly scan opened anomalies');
+    });
   }
 
   if (natsServer || roles.length === Roles.length) {
@@ -307,8 +305,7 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
     async stop() {
       if (stopped) return;
       stopped = true;
-      await task?.stop();
-      await scanTask?.stop();
+      for (const t of tasks) await t.stop();
       await app?.close();
       await processor?.stop();
       catalog.stop();

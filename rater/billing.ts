@@ -8,7 +8,7 @@ import { AppError } from '../common/errors.ts';
 import type { Leases } from '../common/lease.ts';
 import type { Logger } from '../common/logger.ts';
 import type { Meter } from '../processor/index.ts';
-import { tzOffsetMinutes } from '../api/usage-plan.ts';
+import { RAW_AGG, tzOffsetMinutes } from '../api/usage-plan.ts';
 import type { Customer, Plan, Subscription } from './catalog.ts';
 import { buildInvoice, usageAmounts, usageGroups, type CorrectionLine, type CreditGrant, type OneTimeAdjustment, type RoundingMode, type UsageGroup } from './invoice-builder.ts';
 import type { Invoice } from './invoice-types.ts';
@@ -191,15 +191,7 @@ export class Billing {
       })
       .join(' OR ');
     const where = `meter_id = {meterId:String} AND subject = {subject:String} AND ingested_at <= fromUnixTimestamp64Milli({cutoff:Int64}, 'UTC') AND (${ranges})`;
-    const agg: Record<Meter['aggregation'], string> = {
-      SUM: 'toString(sum(value))',
-      COUNT: 'toString(count())',
-      UNIQUE_COUNT: 'toString(uniqExact(value_key))',
-      MIN: 'toString(min(value))',
-      MAX: 'toString(max(value))',
-      AVG: 'toString(sum(value))',
-      LATEST: 'toString(argMax(value, (time, source, id)))',
-    };
+    const agg = RAW_AGG;
     const query = async (extraSelect: string, group_: string) => {
       const rs = await this.deps.store.ch.query({
         query: `SELECT ${agg[meter.aggregation]} AS q, toString(count()) AS n${extraSelect} FROM ${this.db}.meter_values WHERE ${where}${group_}`,
