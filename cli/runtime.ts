@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { BASE64URL_KEYS, CatalogReplica } from '../common/catalog.ts';
@@ -64,6 +66,14 @@ export function readRuntimeInfo(config: Config): RuntimeInfo | undefined {
   }
 }
 
+/**
+ * An embedded store has one owner process, so its processor's name follows its data folder: a
+ * restart takes its partitions back at once instead of waiting for its old leases to expire.
+ */
+function embeddedProcessorId(config: Config): string {
+  return `local-${createHash('sha256').update(`${os.hostname()}:${chdbDir(config)}`).digest('hex').slice(0, 16)}`;
+}
+
 export function chdbDir(config: Config): string {
   return path.resolve(config.CLICKHOUSE_DATA_DIR ?? path.join(config.stateDir, 'clickhouse'));
 }
@@ -86,6 +96,8 @@ export function natsTopology(config: Config) {
     kvBucket: config.NATS_KV_BUCKET,
     maxAgeMs: config.STREAM_MAX_AGE,
     duplicateWindowMs: config.STREAM_DUPLICATE_WINDOW,
+    partitions: config.EVENT_PARTITIONS,
+    replicas: config.NATS_REPLICAS,
   };
 }
 
@@ -128,7 +140,7 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
     fs.writeFileSync(path.join(config.stateDir, 'admin-key'), firstAdminKey + '\n', { mode: 0o600 });
   }
 
-  const leases = store ? await Leases.open(nats.js) : undefined;
+  const leases = store ? await Leases.open(nats.js, { replicas: config.NATS_REPLICAS }) : undefined;
   const billing = store
     ? new Billing({
         store,
@@ -187,7 +199,10 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
       meters: catalog.meters,
       logger,
       metrics,
+      leases: leases!,
       options: {
+        processorId: config.PROCESSOR_ID ?? (store!.embedded ? embeddedProcessorId(config) : undefined),
+        leaseTtlMs: config.PROCESSOR_LEASE_TTL,
         dedupWindowMs: config.DEDUP_WINDOW,
         dedupMaxMemoryKeys: config.DEDUP_MAX_MEMORY_KEYS,
         fetchMessages: config.PROCESSOR_FETCH_MESSAGES,
@@ -204,7 +219,8 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
   let app: FastifyInstance | undefined;
   let url: string | undefined;
   if (roles.includes('ingest') || roles.includes('api')) {
-    const publisher = new EventPublisher(nats.js, nats.eventSubject('http'), {
+    const publisher = new EventPublisher(nats.js, (n) => nats.partitionSubject(n), {
+      partitions: config.EVENT_PARTITIONS,
       timeoutMs: config.INGEST_PUBLISH_TIMEOUT,
       maxInflight: config.INGEST_MAX_INFLIGHT,
       maxPayloadBytes: () => nats.nc.info?.max_payload ?? 1024 * 1024,

@@ -36,6 +36,14 @@ export const ConfigSchema = z.object({
   NATS_KV_BUCKET: z.string().regex(/^[A-Za-z0-9_-]+$/).default('meterline_catalog'),
   STREAM_MAX_AGE: duration('7d'),
   STREAM_DUPLICATE_WINDOW: duration('1h'),
+  /** Replicas of the streams and KV buckets: 1 on one nats-server, 3 on a 3-node cluster (R3). */
+  NATS_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
+  /**
+   * Partitions of the event stream, fixed when the stream is first created: an event's partition
+   * is a hash of (source, id), and each partition is processed by one processor at a time, so
+   * this caps the number of processors that share the work.
+   */
+  EVENT_PARTITIONS: z.coerce.number().int().min(1).max(256).default(8),
 
   CLICKHOUSE_URL: z.string().url().optional(),
   CLICKHOUSE_USER: z.string().optional(),
@@ -43,6 +51,8 @@ export const ConfigSchema = z.object({
   /** Embedded chDB's data folder; default `<state dir>/clickhouse`. One process owns it. */
   CLICKHOUSE_DATA_DIR: z.string().optional(),
   CLICKHOUSE_DATABASE: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain identifier').default('meterline'),
+  /** `meterline store`: the password its clients must send (as CLICKHOUSE_PASSWORD); required to listen beyond loopback. */
+  STORE_PASSWORD: z.string().optional(),
 
   INGEST_MAX_BODY_BYTES: int(1_048_576),
   INGEST_MAX_BATCH_EVENTS: int(10_000),
@@ -59,6 +69,10 @@ export const ConfigSchema = z.object({
   PROCESSOR_BUFFER_BYTES: int(8 * 1024 * 1024, 65_536),
   PROCESSOR_LATE_AFTER: duration('5m'),
   PROCESSOR_MAX_DELIVERIES: int(5),
+  /** This processor's name among the processors sharing partitions (default: host and pid). */
+  PROCESSOR_ID: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 letters, digits, "_" or "-"').optional(),
+  /** A processor that stops renewing its partitions loses them after this long; others take them over. */
+  PROCESSOR_LEASE_TTL: duration('10s'),
 
   /** After a period ends, its invoice stays a draft this long, then is finalized. */
   BILLING_GRACE: duration('1h'),

@@ -16,9 +16,9 @@ export class Leases {
     readonly holder: string,
   ) {}
 
-  static async open(js: JetStreamClient, opts: { bucket?: string; ttlMs?: number; holder?: string } = {}): Promise<Leases> {
+  static async open(js: JetStreamClient, opts: { bucket?: string; ttlMs?: number; holder?: string; replicas?: number } = {}): Promise<Leases> {
     const ttlMs = opts.ttlMs ?? 30_000;
-    const kv = await new Kvm(js).create(opts.bucket ?? 'meterline_leases', { ttl: ttlMs, history: 1 });
+    const kv = await new Kvm(js).create(opts.bucket ?? 'meterline_leases', { ttl: ttlMs, history: 1, replicas: opts.replicas ?? 1 });
     return new Leases(kv, ttlMs, opts.holder ?? randomUUID());
   }
 

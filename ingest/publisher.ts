@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { parse as losslessParse, stringify as losslessStringify } from 'lossless-json';
+import { stringify as losslessStringify } from 'lossless-json';
+import { partitionOfItem } from '../common/partition.ts';
 import { AppError, errorMessage } from '../common/errors.ts';
 import type { Metrics } from '../common/metrics.ts';
 
@@ -16,49 +17,51 @@ export interface PublishResult {
 }
 
 /**
- * Stores event batches in JetStream, one message per batch. The message id is the producer's
- * Idempotency-Key (or a hash of the body), so a retried request within the stream's duplicate
- * window is stored once. Resolves only after JetStream acknowledged the store (guarantee 1).
- * The body is stored exactly as received, so numbers in `data` keep every digit.
+ * Stores event batches in JetStream. Each event goes to its partition's subject (a hash of
+ * `(source, id)`, see common/partition.ts), so a batch becomes one message per partition it
+ * touches (one message when there is one partition or every event hashes to the same one, in
+ * which case the body is stored byte for byte). The message id is the producer's
+ * Idempotency-Key (or a hash of the body) and the partition, so a retried request within the
+ * stream's duplicate window is stored once. Resolves only after JetStream acknowledged every
+ * message (guarantee 1). Numbers in `data` keep every digit: events are re-serialised with
+ * lossless-json when a batch is split.
  */
 export class EventPublisher {
   private inflight = 0;
 
   constructor(
     private readonly js: JetStreamClient,
-    private readonly subject: string,
-    private readonly opts: { timeoutMs: number; maxInflight: number; maxPayloadBytes: () => number; metrics: Metrics },
+    private readonly subjectOf: (partition: number) => string,
+    private readonly opts: { partitions: number; timeoutMs: number; maxInflight: number; maxPayloadBytes: () => number; metrics: Metrics },
   ) {}
 
   static batchHash(body: string): string {
     return createHash('sha256').update(body).digest('base64url');
   }
 
-  async publish(body: string, opts: { idempotencyKey?: string; receivedAtMs: number; isArray: boolean }): Promise<PublishResult> {
+  /** `items` are the parsed events of `body` (one for a single event). */
+  async publish(body: string, opts: { idempotencyKey?: string; receivedAtMs: number; items: unknown[]; isArray: boolean }): Promise<PublishResult> {
     if (this.inflight >= this.opts.maxInflight) {
       throw new AppError('INGEST_OVERLOADED', 'too many batches in flight; retry after the delay in Retry-After', { details: { retryAfterSeconds: 1 } });
     }
     const key = opts.idempotencyKey ?? EventPublisher.batchHash(body);
     const limit = this.opts.maxPayloadBytes() - 1024;
-    const chunks = Buffer.byteLength(body) <= limit || !opts.isArray ? [body] : splitArray(body, limit);
+    const messages: { subject: string; msgID: string; data: string }[] = [];
+    for (const [partition, texts] of groupByPartition(opts.items, this.opts.partitions)) {
+      const chunks = texts === undefined ? (Buffer.byteLength(body) <= limit || !opts.isArray ? [body] : splitArray(losslessTexts(opts.items), limit)) : splitArray(texts, limit);
+      const base = this.opts.partitions > 1 ? `${key}@${partition}` : key;
+      chunks.forEach((data, i) => messages.push({ subject: this.subjectOf(partition), msgID: chunks.length === 1 ? base : `${base}#${i}/${chunks.length}`, data }));
+    }
     this.inflight++;
     this.opts.metrics.ingestInflight.inc();
     const end = this.opts.metrics.ingestPublishSeconds.startTimer();
     try {
-      let last: PublishResult = { seq: 0, duplicate: true };
-      for (let i = 0; i < chunks.length; i++) {
-        const h = natsHeaders();
-        h.set(RECEIVED_AT_HEADER, String(opts.receivedAtMs));
-        const ack = await this.js.publish(this.subject, chunks[i], {
-          msgID: chunks.length === 1 ? key : `${key}#${i}/${chunks.length}`,
-          headers: h,
-          timeout: this.opts.timeoutMs,
-        });
-        last = { seq: ack.seq, duplicate: last.duplicate && ack.duplicate };
-      }
-      return last;
+      const h = natsHeaders();
+      h.set(RECEIVED_AT_HEADER, String(opts.receivedAtMs));
+      const acks = await Promise.all(messages.map((m) => this.js.publish(m.subject, m.data, { msgID: m.msgID, headers: h, timeout: this.opts.timeoutMs })));
+      return { seq: Math.max(...acks.map((a) => a.seq)), duplicate: acks.every((a) => a.duplicate) };
     } catch (err) {
-      throw new AppError('INGEST_UNAVAILABLE', `the event log is unavailable (${errorMessage(err)}); nothing was stored, retry after the delay in Retry-After`, {
+      throw new AppError('INGEST_UNAVAILABLE', `the event log is unavailable (${errorMessage(err)}); retry after the delay in Retry-After (a retry with the same Idempotency-Key or body is stored once)`, {
         cause: err,
         details: { retryAfterSeconds: 2 },
       });
@@ -70,14 +73,34 @@ export class EventPublisher {
   }
 }
 
-/** Splits a JSON array into arrays whose text fits `limitBytes`, keeping every number's digits. */
-function splitArray(body: string, limitBytes: number): string[] {
-  const items = losslessParse(body) as unknown[];
+/**
+ * The events of a batch by partition, in order, as lossless JSON texts; `undefined` texts mean
+ * every event is in that one partition, and the body is stored as received.
+ */
+export function groupByPartition(items: unknown[], partitions: number): Map<number, string[] | undefined> {
+  const parts = items.map((item) => partitionOfItem(item, partitions));
+  const first = parts[0] ?? 0;
+  if (parts.every((p) => p === first)) return new Map([[first, undefined]]);
+  const groups = new Map<number, string[]>();
+  items.forEach((item, i) => {
+    const p = parts[i]!;
+    let g = groups.get(p);
+    if (!g) groups.set(p, (g = []));
+    g.push(losslessStringify(item) ?? 'null');
+  });
+  return groups;
+}
+
+function losslessTexts(items: unknown[]): string[] {
+  return items.map((item) => losslessStringify(item) ?? 'null');
+}
+
+/** Packs event texts into JSON arrays whose text fits `limitBytes`. */
+export function splitArray(texts: string[], limitBytes: number): string[] {
   const chunks: string[] = [];
   let current: string[] = [];
   let size = 2;
-  for (const item of items) {
-    const text = losslessStringify(item) ?? 'null';
+  for (const text of texts) {
     const n = Buffer.byteLength(text) + 1;
     if (current.length > 0 && size + n > limitBytes) {
       chunks.push(`[${current.join(',')}]`);

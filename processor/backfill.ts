@@ -19,15 +19,25 @@ export class Backfiller {
     private readonly log: Logger,
   ) {}
 
-  async runPending(meters: Meter[]): Promise<void> {
-    if (meters.length === 0) return;
+  /** The meters whose backfill has not completed yet. */
+  async pending(meters: Meter[]): Promise<Meter[]> {
+    if (meters.length === 0) return [];
     const { ch, db } = this.store;
     const rs = await ch.query({ query: `SELECT meter_id FROM ${db}.meter_backfills`, format: 'JSONCompactEachRow' });
     const done = new Set((await rs.json<[string]>()).map(([id]) => id));
-    for (const m of meters) if (!done.has(m.id)) await this.run(m);
+    return meters.filter((m) => !done.has(m.id));
   }
 
-  async run(meter: Meter): Promise<{ inserted: number; skipped: number }> {
+  async runPending(meters: Meter[]): Promise<void> {
+    for (const m of await this.pending(meters)) await this.run(m);
+  }
+
+  /**
+   * One pass over the meter's events. `record: false` leaves the backfill pending (a second
+   * pass follows); two passes never count an event twice, since each skips counted events. Two
+   * processes must not run passes of one meter at once: the processor holds a lease.
+   */
+  async run(meter: Meter, opts: { record?: boolean } = {}): Promise<{ inserted: number; skipped: number }> {
     const { ch, db } = this.store;
     let inserted = 0;
     let skipped = 0;
@@ -71,7 +81,7 @@ export class Backfiller {
       const last = rows[rows.length - 1]!;
       cursor = [Number(last.t), last.source, last.id];
     }
-    await ch.insert({ table: `${db}.meter_backfills`, values: [{ meter_id: meter.id, inserted, skipped }], format: 'JSONEachRow' });
+    if (opts.record !== false) await ch.insert({ table: `${db}.meter_backfills`, values: [{ meter_id: meter.id, inserted, skipped }], format: 'JSONEachRow' });
     if (inserted > 0 || skipped > 0) this.log.info({ meter: meter.slug, inserted, skipped }, 'backfilled meter from raw events');
     return { inserted, skipped };
   }

@@ -1,17 +1,21 @@
+import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import { ClickHouseError } from '@clickhouse/client';
 import { parse as losslessParse, stringify as losslessStringify } from 'lossless-json';
 import type { CatalogReplica } from '../common/catalog.ts';
 import type { Store } from '../common/clickhouse.ts';
 import { errorMessage } from '../common/errors.ts';
+import type { Leases } from '../common/lease.ts';
 import type { Logger } from '../common/logger.ts';
 import type { Metrics } from '../common/metrics.ts';
-import { PROCESSOR_CONSUMER, type NatsClients } from '../common/nats.ts';
-import { checkEvent, eventKey, RECEIVED_AT_HEADER, type TimeLimits, type UsageEvent } from '../ingest/index.ts';
+import { partitionConsumer, ROUTER_CONSUMER, type NatsClients } from '../common/nats.ts';
+import { PARTITION_SQL } from '../common/partition.ts';
+import { checkEvent, eventKey, groupByPartition, RECEIVED_AT_HEADER, type TimeLimits, type UsageEvent } from '../ingest/index.ts';
 import { Backfiller } from './backfill.ts';
 import { DeadLetters, type DeadLetterEntry } from './dead-letter.ts';
 import { DedupIndex } from './dedup.ts';
 import { meterValues, type Meter, type MeterValue } from './meters.ts';
+import { Ownership, ROUTER, unitName, type Unit } from './ownership.ts';
 
 const UTF8 = new TextDecoder();
 
@@ -24,6 +28,13 @@ export interface ProcessorOptions {
   lateAfterMs: number;
   maxDeliveries: number;
   limits: TimeLimits;
+  /** This processor's name among those sharing the partitions (default: host and pid). */
+  processorId?: string;
+  leaseTtlMs: number;
+  /** After taking a partition over, fresh keys are also checked in the store for this long. */
+  handoverVerifyMs?: number;
+  /** A new meter's backfill runs again after this long, for batches that were in flight elsewhere. */
+  backfillSettleMs?: number;
 }
 
 export interface ProcessorDeps {
@@ -32,10 +43,13 @@ export interface ProcessorDeps {
   meters: CatalogReplica<Meter>;
   logger: Logger;
   metrics: Metrics;
+  /** Backfills run under a lease, so two processors never backfill one meter at once. */
+  leases: Leases;
   options: ProcessorOptions;
 }
 
 interface Candidate {
+  partition: number;
   event: UsageEvent;
   key: string;
   seq: number;
@@ -59,81 +73,132 @@ interface RawRow {
   meter_values: MeterValue[];
 }
 
+/** A partition (or the router) this processor consumes, while it owns it. */
+interface Feed {
+  unit: Unit;
+  messages: ConsumerMessages;
+  loop: Promise<void>;
+  active: boolean;
+}
+
+interface Queued {
+  feed: Feed;
+  m: JsMsg;
+}
+
 /**
- * Consumes the event stream and writes exact rows to ClickHouse. For each batch of messages
- * the order of effects is what carries the guarantees:
+ * Consumes the event stream and writes exact rows to ClickHouse.
+ *
+ * The stream is split into partitions by a hash of `(source, id)` (common/partition.ts); every
+ * copy of an event is in the same partition. Processors share the partitions through leases
+ * (`Ownership`): each partition is consumed by one processor at a time, which keeps a dedup
+ * index of that partition's keys. One processor also holds the router: events published on
+ * free-form subjects are moved onto their partitions' subjects (idempotently, by message id).
+ *
+ * The messages of every partition owned go through one batch loop; for each batch the order
+ * of effects is what carries the guarantees:
  *
  * 1. decode and validate every event; invalid ones are set aside for the dead-letter stream;
- * 2. drop duplicates of `(source, id)`: within the batch, in the memory index, and (when memory
- *    does not cover the whole window, e.g. after a restart or a failed insert) in `event_keys`;
+ * 2. drop duplicates of `(source, id)`: within the batch, in the partition's memory index, and
+ *    (when memory does not cover the window: after a restart, a take-over, a failed insert) in
+ *    `event_keys`;
  * 3. compute each meter's value; an event no meter can count goes to the dead-letter stream;
- * 4. one INSERT into `events_raw` (the materialized views fan it out to `event_keys`,
+ * 4. check the leases are still held (a processor that lost one writes nothing for it), then
+ *    one INSERT into `events_raw` (the materialized views fan it out to `event_keys`,
  *    `meter_values` and the rollups), with a deterministic deduplication token;
  * 5. record the keys in memory, park dead letters (awaiting JetStream's ack);
  * 6. ack the messages.
  *
  * A crash before 4 completes redelivers the batch and nothing was written. A crash between 4
- * and 6 redelivers a batch whose events are in `event_keys`: at start-up the index is loaded
- * from that table, so they are dropped as duplicates. Rows are never counted twice, and an
- * event is never acked before it is stored or parked.
+ * and 6 redelivers a batch whose events are in `event_keys`: whoever owns the partition next
+ * loads its keys from that table and checks fresh keys against it for a while after taking
+ * over, so they are dropped as duplicates. Rows are never counted twice, and an event is never
+ * acked before it is stored or parked.
  */
 export class Processor {
-  private readonly dedup: DedupIndex;
+  private readonly indexes = new Map<number, DedupIndex>();
+  private readonly verifyUntil = new Map<number, number>();
+  private readonly feeds = new Map<Unit, Feed>();
+  private readonly queue: Queued[] = [];
+  private queueBytes = 0;
+  private wakeLoop: (() => void) | undefined;
+  private readonly spaceWaiters: (() => void)[] = [];
   private readonly deadLetters: DeadLetters;
   private readonly backfiller: Backfiller;
   private readonly log: Logger;
-  private messages: ConsumerMessages | undefined;
+  private ownership: Ownership | undefined;
   private loop: Promise<void> | undefined;
   private chain: Promise<unknown> = Promise.resolve();
-  private verifyWithStoreUntilMs = 0;
   private pendingTimer: NodeJS.Timeout | undefined;
+  private readonly backfillTimers = new Set<NodeJS.Timeout>();
   private stopping = false;
   private failure: unknown;
   private unsubscribe: (() => void) | undefined;
 
   constructor(private readonly deps: ProcessorDeps) {
     this.log = deps.logger.child({ component: 'processor' });
-    this.dedup = new DedupIndex(deps.options.dedupWindowMs, deps.options.dedupMaxMemoryKeys);
     this.deadLetters = new DeadLetters(deps.nats);
     this.backfiller = new Backfiller(deps.store, this.log);
   }
 
-  async start(): Promise<void> {
-    await this.loadDedupIndex();
-    // A meter created while we run is backfilled between batches, on the same serial chain as
-    // the batches, so no event is both in flight without it and missed by the backfill.
-    this.unsubscribe = this.deps.meters.onChange((_key, next, prev) => {
-      if (next && next.id !== prev?.id) void this.serial(() => this.backfiller.run(next));
-    });
-    await this.serial(() => this.backfiller.runPending(this.deps.meters.list()));
-    const consumer = await this.deps.nats.js.consumers.get(this.deps.nats.topology.stream, PROCESSOR_CONSUMER);
-    // Bounded by bytes too: a few hundred large batch messages would otherwise overrun the
-    // connection's pending limit (a slow consumer), stalling delivery until the pull expires.
-    this.messages = await consumer.consume({ max_bytes: this.deps.options.bufferBytes });
-    this.loop = this.run(this.messages).catch((err: unknown) => {
-      // The consumer is gone (e.g. deleted by an operator): nothing is acked any more, so no
-      // event is lost, but this process no longer makes progress. Readiness reports it.
-      this.failure = err;
-      this.log.fatal({ err }, 'processor stopped consuming; restart the process');
-    });
-    this.pendingTimer = setInterval(() => void this.reportPending(), 5_000);
-    this.pendingTimer.unref();
-    this.log.info({ dedupKeys: this.dedup.size }, 'processor started');
+  private get partitions(): number {
+    return this.deps.nats.topology.partitions;
   }
 
-  /** False once the consume loop has died; `/readyz` reports it. */
+  async start(): Promise<void> {
+    const { options } = this.deps;
+    // A meter created while we run is backfilled between batches, on the same serial chain as
+    // the batches, so no event is both in flight here without it and missed by the backfill;
+    // a second pass after a settle time catches batches that were in flight in other processors.
+    this.unsubscribe = this.deps.meters.onChange((_key, next, prev) => {
+      if (next && next.id !== prev?.id) this.backfill(next, true);
+    });
+    await this.serial(() => this.backfillPending(this.deps.meters.list()));
+    this.loop = this.run().catch((err: unknown) => this.fail(err));
+    this.ownership = await Ownership.open(
+      this.deps.nats.js,
+      { holder: options.processorId, partitions: this.partitions, ttlMs: options.leaseTtlMs, replicas: this.deps.nats.topology.replicas },
+      { acquired: (u) => this.acquired(u), released: (u, reason) => this.released(u, reason) },
+      this.log,
+    );
+    await this.ownership.start();
+    this.pendingTimer = setInterval(() => void this.reportPending(), 5_000);
+    this.pendingTimer.unref();
+    this.log.info({ processor: this.ownership.holder, partitions: this.ownership.partitions() }, 'processor started');
+  }
+
+  /** This processor's name among those sharing partitions. */
+  get id(): string | undefined {
+    return this.ownership?.holder;
+  }
+
+  /** The partitions this processor owns now. */
+  ownedPartitions(): number[] {
+    return this.ownership?.partitions() ?? [];
+  }
+
+  /** False once a consume loop has died; `/readyz` reports it. */
   get healthy(): boolean {
     return this.failure === undefined;
   }
 
-  /** Stops taking messages, finishes the batch in flight (drain), then returns. */
+  /** Stops taking messages, finishes the batch in flight, hands the partitions back, then returns. */
   async stop(): Promise<void> {
     this.stopping = true;
     this.unsubscribe?.();
+    for (const t of this.backfillTimers) clearTimeout(t);
     if (this.pendingTimer) clearInterval(this.pendingTimer);
-    this.messages?.stop();
+    await this.ownership?.stop();
+    this.wakeLoop?.();
     await this.loop;
     await this.chain;
+  }
+
+  private fail(err: unknown): void {
+    // A consumer is gone (e.g. deleted by an operator): nothing is acked any more, so no event
+    // is lost, but this process no longer makes progress. Readiness reports it.
+    this.failure = err;
+    this.log.fatal({ err }, 'processor stopped consuming; restart the process');
   }
 
   private serial<T>(task: () => Promise<T>): Promise<T> {
@@ -142,59 +207,238 @@ export class Processor {
     return next;
   }
 
-  private async run(messages: ConsumerMessages): Promise<void> {
-    let batch: JsMsg[] = [];
-    let events = 0;
-    for await (const m of messages) {
-      batch.push(m);
-      // A cheap estimate of the events in a message (about 200 bytes each) bounds the batch
-      // without parsing twice.
-      events += 1 + Math.floor(m.data.length / 200);
-      // Flush when the client's buffer is drained (low latency when idle) or the batch is full.
-      if (messages.getPending() === 0 || batch.length >= this.deps.options.fetchMessages || events >= this.deps.options.maxEvents) {
-        const toHandle = batch;
-        batch = [];
-        events = 0;
-        await this.serial(() => this.handle(toHandle));
-      }
-      if (this.stopping) break;
+  // ---- ownership ---------------------------------------------------------------------------
+
+  private async acquired(unit: Unit): Promise<void> {
+    if (unit !== ROUTER) {
+      await this.loadDedupIndex(unit);
+      // The previous owner's last insert may land after the load (it was in flight when it died):
+      // until its messages have been redelivered, fresh keys are checked in the store too.
+      this.verifyUntil.set(unit, Date.now() + (this.deps.options.handoverVerifyMs ?? 90_000));
     }
-    if (batch.length > 0) await this.serial(() => this.handle(batch));
+    const name = unit === ROUTER ? ROUTER_CONSUMER : partitionConsumer(unit);
+    const consumer = await this.deps.nats.js.consumers.get(this.deps.nats.topology.stream, name);
+    // Bounded by bytes too: a few hundred large batch messages would otherwise overrun the
+    // connection's pending limit (a slow consumer), stalling delivery until the pull expires.
+    const maxBytes = Math.max(256 * 1024, Math.floor(this.deps.options.bufferBytes / Math.min(4, this.partitions)));
+    const messages = await consumer.consume({ max_bytes: maxBytes });
+    const feed: Feed = { unit, messages, active: true, loop: Promise.resolve() };
+    feed.loop = (unit === ROUTER ? this.route(feed) : this.feed(feed)).catch((err: unknown) => {
+      if (feed.active) this.fail(err);
+    });
+    this.feeds.set(unit, feed);
+  }
+
+  private async released(unit: Unit, reason: 'lost' | 'handover' | 'stop'): Promise<void> {
+    const feed = this.feeds.get(unit);
+    if (!feed) return;
+    feed.active = false;
+    this.feeds.delete(unit);
+    feed.messages.stop();
+    this.releaseSpace();
+    await feed.loop;
+    // Messages taken but not yet in a batch go back at once, for the next owner.
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const q = this.queue[i]!;
+      if (q.feed === feed) {
+        this.queue.splice(i, 1);
+        this.queueBytes -= q.m.data.length;
+        q.m.nak();
+      }
+    }
+    // Handing over: the batch in flight finishes (and is acked) before the lease is given back.
+    if (reason !== 'lost') await this.chain;
+    this.indexes.delete(unit);
+    this.verifyUntil.delete(unit);
+    this.deps.metrics.processorDedupKeys.set(this.dedupKeys());
+  }
+
+  private dedupKeys(): number {
+    let n = 0;
+    for (const ix of this.indexes.values()) n += ix.size;
+    return n;
+  }
+
+  // ---- consuming ---------------------------------------------------------------------------
+
+  /** Moves a partition's messages into the batch queue, waiting while the queue is full. */
+  private async feed(feed: Feed): Promise<void> {
+    for await (const m of feed.messages) {
+      if (!feed.active) {
+        m.nak();
+        continue;
+      }
+      this.queue.push({ feed, m });
+      this.queueBytes += m.data.length;
+      this.wakeLoop?.();
+      while (feed.active && this.queueBytes > this.deps.options.bufferBytes) await new Promise<void>((r) => this.spaceWaiters.push(r));
+    }
+  }
+
+  private releaseSpace(): void {
+    for (const r of this.spaceWaiters.splice(0)) r();
+  }
+
+  /** The batch loop: takes what the partitions delivered, up to the batch limits, and handles it. */
+  private async run(): Promise<void> {
+    while (!this.stopping) {
+      if (this.queue.length === 0) {
+        await new Promise<void>((r) => (this.wakeLoop = r));
+        this.wakeLoop = undefined;
+        continue;
+      }
+      const batch: Queued[] = [];
+      let events = 0;
+      let bytes = 0;
+      while (this.queue.length > 0 && batch.length < this.deps.options.fetchMessages && events < this.deps.options.maxEvents) {
+        const q = this.queue.shift()!;
+        batch.push(q);
+        bytes += q.m.data.length;
+        // A cheap estimate of the events in a message (about 200 bytes each) bounds the batch
+        // without parsing twice.
+        events += 1 + Math.floor(q.m.data.length / 200);
+      }
+      this.queueBytes -= bytes;
+      this.releaseSpace();
+      const live = batch.filter((q) => q.feed.active);
+      if (live.length > 0) await this.serial(() => this.handle(live));
+    }
+  }
+
+  /**
+   * The router: events published on free-form subjects go to their partitions' subjects, one
+   * message per partition, with a message id made of the source message's sequence, so a
+   * redelivered message is stored once (and the partition's dedup would drop it anyway).
+   */
+  private async route(feed: Feed): Promise<void> {
+    const { nats } = this.deps;
+    for await (const m of feed.messages) {
+      if (!feed.active) {
+        m.nak();
+        continue;
+      }
+      const text = UTF8.decode(m.data);
+      let parts: [number, string][];
+      try {
+        const parsed: unknown = losslessParse(text);
+        const items = Array.isArray(parsed) ? parsed : [parsed];
+        parts = [...groupByPartition(items, this.partitions)].map(([p, texts]) => [p, texts === undefined ? text : `[${texts.join(',')}]`]);
+      } catch {
+        parts = [[0, text]]; // malformed: partition 0's owner dead-letters it with the reason
+      }
+      const h = natsHeaders();
+      const received = m.headers?.get(RECEIVED_AT_HEADER);
+      h.set(RECEIVED_AT_HEADER, received || String(Math.floor(Number(m.info.timestampNanos) / 1e6)));
+      try {
+        await Promise.all(parts.map(([p, data]) => nats.js.publish(nats.partitionSubject(p), data, { msgID: `route:${nats.topology.stream}:${m.seq}@${p}`, headers: h })));
+        m.ack();
+      } catch (err) {
+        this.log.warn({ err: errorMessage(err), seq: m.seq }, 'could not route a message onto partitions; it will be redelivered');
+        m.nak(2_000);
+      }
+    }
   }
 
   private async reportPending(): Promise<void> {
     try {
-      const info = await this.deps.nats.jsm.consumers.info(this.deps.nats.topology.stream, PROCESSOR_CONSUMER);
-      this.deps.metrics.processorConsumerPending.set(info.num_pending);
+      let pending = 0;
+      for (const unit of this.feeds.keys()) {
+        const info = await this.deps.nats.jsm.consumers.info(this.deps.nats.topology.stream, unit === ROUTER ? ROUTER_CONSUMER : partitionConsumer(unit));
+        pending += info.num_pending;
+      }
+      this.deps.metrics.processorConsumerPending.set(pending);
     } catch {
       /* NATS briefly away: the next tick reports */
     }
   }
 
-  private async loadDedupIndex(): Promise<void> {
+  // ---- backfill ----------------------------------------------------------------------------
+
+  private async backfillPending(meters: Meter[]): Promise<void> {
+    const pending = await this.backfiller.pending(meters);
+    for (const m of pending) this.backfill(m, false);
+  }
+
+  /**
+   * Backfills `meter` under a lease (one processor at a time), on this processor's serial chain;
+   * a meter created just now gets a second pass after the settle time.
+   */
+  private backfill(meter: Meter, fresh: boolean): void {
+    const pass = (final: boolean) =>
+      this.serial(async () => {
+        const r = await this.deps.leases.withLease(`backfill.${meter.id}`, () => this.backfiller.run(meter, { record: final }), this.log);
+        if (!r.ran && final) this.later(() => pass(true), 5_000); // someone else is on it: look again later
+      });
+    if (!fresh) {
+      void pass(true);
+      return;
+    }
+    void pass(false).then(() => this.later(() => pass(true), this.deps.options.backfillSettleMs ?? 60_000));
+  }
+
+  private later(fn: () => unknown, ms: number): void {
+    if (this.stopping) return;
+    const t = setTimeout(() => {
+      this.backfillTimers.delete(t);
+      if (!this.stopping) void fn();
+    }, ms);
+    t.unref();
+    this.backfillTimers.add(t);
+  }
+
+  // ---- dedup -------------------------------------------------------------------------------
+
+  private index(partition: number): DedupIndex {
+    let ix = this.indexes.get(partition);
+    if (!ix) {
+      ix = new DedupIndex(this.deps.options.dedupWindowMs, this.perPartitionKeys());
+      this.indexes.set(partition, ix);
+    }
+    return ix;
+  }
+
+  /** The memory budget of keys is shared by the partitions: a partition gets its slice. */
+  private perPartitionKeys(): number {
+    return Math.max(1_000, Math.floor(this.deps.options.dedupMaxMemoryKeys / this.partitions));
+  }
+
+  /** Loads a partition's keys of the dedup window from `event_keys`, newest first up to its budget. */
+  private async loadDedupIndex(partition: number): Promise<void> {
     const { ch, db } = this.deps.store;
     const now = Date.now();
     const from = now - this.deps.options.dedupWindowMs;
+    const limit = this.perPartitionKeys();
     const rs = await ch.query({
       query: `SELECT source, id, toUnixTimestamp64Milli(ingested_at) AS at FROM ${db}.event_keys
-              WHERE ingested_at >= fromUnixTimestamp64Milli({from:Int64}) ORDER BY ingested_at DESC LIMIT {limit:UInt64}`,
-      query_params: { from, limit: this.deps.options.dedupMaxMemoryKeys },
+              WHERE ingested_at >= fromUnixTimestamp64Milli({from:Int64}) AND ${PARTITION_SQL} = {partition:UInt32}
+              ORDER BY ingested_at DESC LIMIT {limit:UInt64}`,
+      query_params: { from, limit, partitions: this.partitions, partition },
       format: 'JSONCompactEachRow',
     });
     const rows = await rs.json<[string, string, string]>();
     const entries: [string, number][] = rows.reverse().map(([source, id, at]) => [eventKey({ source, id }), Number(at)]);
-    const full = rows.length < this.deps.options.dedupMaxMemoryKeys;
-    this.dedup.load(entries, full ? 0 : (entries[0]?.[1] ?? now));
-    this.deps.metrics.processorDedupKeys.set(this.dedup.size);
+    const full = rows.length < limit;
+    const ix = new DedupIndex(this.deps.options.dedupWindowMs, limit);
+    ix.load(entries, full ? 0 : (entries[0]?.[1] ?? now));
+    this.indexes.set(partition, ix);
+    this.deps.metrics.processorDedupKeys.set(this.dedupKeys());
   }
 
-  private async handle(msgs: JsMsg[]): Promise<void> {
+  private needsStoreCheck(partition: number, now: number): boolean {
+    return this.index(partition).needsStoreLookup(now) || now < (this.verifyUntil.get(partition) ?? 0);
+  }
+
+  // ---- a batch -----------------------------------------------------------------------------
+
+  private async handle(batch: Queued[]): Promise<void> {
     const { metrics, options } = this.deps;
     const dead: DeadLetterEntry[] = [];
     const candidates: Candidate[] = [];
+    const msgs = batch.map((q) => q.m);
 
     // 1. decode and validate
-    for (const m of msgs) {
+    for (const { feed, m } of batch) {
+      const partition = feed.unit;
       const header = m.headers?.get(RECEIVED_AT_HEADER);
       const receivedAtMs = header ? Number(header) : Math.floor(Number(m.info.timestampNanos) / 1e6);
       let parsed: unknown;
@@ -208,23 +452,31 @@ export class Processor {
       const items = Array.isArray(parsed) ? parsed : [parsed];
       items.forEach((item, index) => {
         const r = checkEvent(item, receivedAtMs, options.limits);
-        if (r.ok) candidates.push({ event: r.event, key: eventKey(r.event), seq: m.seq, index, receivedAtMs, raw: item });
+        if (r.ok) candidates.push({ partition, event: r.event, key: eventKey(r.event), seq: m.seq, index, receivedAtMs, raw: item });
         else dead.push(this.deadLetter(r.errors.map((e) => (e.field ? `${e.field}: ${e.reason}` : e.reason)).join('; '), m.seq, index, receivedAtMs, losslessStringify(item) ?? 'null'));
       });
     }
 
-    // 2. exact dedup
+    // 2. exact dedup, per partition
     const now = Date.now();
     const inBatch = new Set<string>();
     let fresh: Candidate[] = [];
     for (const c of candidates) {
-      if (inBatch.has(c.key) || this.dedup.has(c.key, now)) continue;
+      if (inBatch.has(c.key) || this.index(c.partition).has(c.key, now)) continue;
       inBatch.add(c.key);
       fresh.push(c);
     }
-    if (fresh.length > 0 && (this.dedup.needsStoreLookup(now) || now < this.verifyWithStoreUntilMs)) {
-      const stored = await this.storedKeys(fresh, now - options.dedupWindowMs);
-      metrics.processorStoreLookups.inc(fresh.length);
+    const toCheck = fresh.filter((c) => this.needsStoreCheck(c.partition, now));
+    if (toCheck.length > 0) {
+      let stored: Set<string>;
+      try {
+        stored = await this.storedKeys(toCheck, now - options.dedupWindowMs);
+      } catch (err) {
+        this.log.error({ err: errorMessage(err), messages: batch.length }, 'dedup look-up in the store failed; messages will be redelivered');
+        this.retryLater(msgs);
+        return;
+      }
+      metrics.processorStoreLookups.inc(toCheck.length);
       fresh = fresh.filter((c) => !stored.has(c.key));
     }
     metrics.processorDuplicates.inc(candidates.length - fresh.length);
@@ -232,7 +484,7 @@ export class Processor {
     // 3. meter values
     const meters = this.deps.meters.list();
     const rows: RawRow[] = [];
-    const acceptedKeys: string[] = [];
+    const accepted: Candidate[] = [];
     for (const c of fresh) {
       const mv = meterValues(c.event, meters);
       if (!mv.ok) {
@@ -240,7 +492,7 @@ export class Processor {
         continue;
       }
       if (now - c.event.timeMs > options.lateAfterMs) metrics.processorLateEvents.inc();
-      acceptedKeys.push(c.key);
+      accepted.push(c);
       rows.push({
         source: c.event.source,
         id: c.event.id,
@@ -255,15 +507,23 @@ export class Processor {
       });
     }
 
-    // 4. one insert, then 5. remember keys and park dead letters, then 6. ack
+    // 4. the fence, one insert, then 5. remember keys and park dead letters, then 6. ack
+    const lost = [...new Set(batch.map((q) => q.feed.unit))].filter((u) => !this.ownership?.holds(u));
+    if (lost.length > 0) {
+      // A partition's lease lapsed while the batch was prepared: another processor may own it
+      // now. Write nothing; the messages go back to whoever owns their partitions.
+      this.log.warn({ units: lost.map(unitName) }, 'lease not held at insert time; batch handed back');
+      for (const m of msgs) m.nak();
+      return;
+    }
     try {
       if (rows.length > 0) await this.insert(rows, msgs);
     } catch (err) {
-      await this.onInsertFailure(err, msgs, now);
+      await this.onInsertFailure(err, batch, now);
       return;
     }
-    this.dedup.add(acceptedKeys, now);
-    metrics.processorDedupKeys.set(this.dedup.size);
+    for (const c of accepted) this.index(c.partition).add([c.key], now);
+    metrics.processorDedupKeys.set(this.dedupKeys());
     for (const d of dead) {
       await this.deadLetters.park(d);
       metrics.processorDeadLettered.inc({ reason: d.reason.startsWith('meter') ? 'meter_value' : d.reason.startsWith('store') ? 'store_rejected' : 'invalid_event' });
@@ -297,18 +557,18 @@ export class Processor {
     this.deps.metrics.processorInsertRows.inc(rows.length);
   }
 
-  private async onInsertFailure(err: unknown, msgs: JsMsg[], now: number): Promise<void> {
+  private async onInsertFailure(err: unknown, batch: Queued[], now: number): Promise<void> {
     // The insert may have landed even though we saw an error (a timeout): until redeliveries
-    // are through, fresh keys are checked against the store as well as memory.
-    this.verifyWithStoreUntilMs = now + 5 * 60_000;
+    // are through, fresh keys of these partitions are checked against the store as well.
+    for (const q of batch) this.verifyUntil.set(q.feed.unit, Math.max(this.verifyUntil.get(q.feed.unit) ?? 0, now + 5 * 60_000));
     const rejected = err instanceof ClickHouseError;
-    if (rejected && msgs.length > 1) {
+    if (rejected && batch.length > 1) {
       // The store refused the data: find the message it refuses by inserting one at a time.
-      this.log.warn({ err: errorMessage(err), messages: msgs.length }, 'insert rejected; retrying message by message');
-      for (const m of msgs) await this.handle([m]);
+      this.log.warn({ err: errorMessage(err), messages: batch.length }, 'insert rejected; retrying message by message');
+      for (const q of batch) await this.handle([q]);
       return;
     }
-    const m = msgs[0];
+    const m = batch[0]?.m;
     if (rejected && m && m.info.deliveryCount >= this.deps.options.maxDeliveries) {
       const text = UTF8.decode(m.data);
       await this.deadLetters.park(this.deadLetter(`store rejected the batch: ${errorMessage(err)}`, m.seq, -1, Date.now(), text));
@@ -316,7 +576,12 @@ export class Processor {
       m.ack();
       return;
     }
-    this.log.error({ err: errorMessage(err), messages: msgs.length }, 'insert failed; messages will be redelivered');
+    this.log.error({ err: errorMessage(err), messages: batch.length }, 'insert failed; messages will be redelivered');
+    this.retryLater(batch.map((q) => q.m));
+  }
+
+  /** The store is unavailable: the messages come back after a delay growing with their deliveries. */
+  private retryLater(msgs: JsMsg[]): void {
     for (const x of msgs) x.nak(Math.min(30_000, 1_000 * 2 ** Math.min(x.info.deliveryCount, 5)));
   }
 

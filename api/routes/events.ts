@@ -79,7 +79,7 @@ export function registerIngestRoutes(app: FastifyInstance, deps: AppDeps): void 
         if (idempotencyKey && (idempotencyKey.length > 200 || !/^[\x21-\x7e]+$/.test(idempotencyKey))) {
           throw new AppError('REQUEST_INVALID', 'Idempotency-Key must be 1-200 printable ASCII characters without spaces');
         }
-        const res = await deps.publisher.publish(text, { idempotencyKey, receivedAtMs, isArray });
+        const res = await deps.publisher.publish(text, { idempotencyKey, receivedAtMs, items, isArray });
         if (!res.duplicate) metrics.ingestEventsAccepted.inc(items.length);
         metrics.ingestRequests.inc({ status: '202' });
         return reply.status(202).send({ accepted: items.length, duplicate: res.duplicate });
