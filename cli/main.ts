@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 import fs from 'node:fs';
 import path from 'node:path';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { loadConfig, type Config } from '../common/config.ts';
 import { errorMessage, isAppError } from '../common/errors.ts';
 import { createLogger, silentLogger } from '../common/logger.ts';
 import { openNats } from '../common/nats.ts';
+import { startStoreServer } from '../common/store-server.ts';
 import { Scopes, type Scope } from '../api/index.ts';
 import { chdbDir, natsTopology, openCatalog, readRuntimeInfo, resolveNats, startRuntime, type Role } from './runtime.ts';
 import { runDemo } from './demo.ts';
@@ -73,6 +74,41 @@ program.command('ingest').description('Run the HTTP ingest role only (needs NATS
 program.command('processor').description('Run the stream processor only (needs NATS and ClickHouse).').action(() => runRoles(['processor'], {}));
 program.command('scheduler').description('Run scheduled jobs only: billing close of due periods (under a lease: run as many as you like).').action(() => runRoles(['scheduler'], {}));
 program.command('api').description('Run the HTTP API (ingest, meters, usage, admin) without the processor.').action(() => runRoles(['api'], {}));
+
+// `meterline store`: the embedded ClickHouse served over HTTP, for several processes on one machine.
+function parsePort(value: string): number {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError('a port from 0 to 65535 (0: any free port)');
+  return port;
+}
+program
+  .command('store')
+  .description(
+    "Serve embedded ClickHouse (chDB) over ClickHouse's HTTP interface, so several Meterline processes on this machine (processors, ingest, api) share one data directory: run them with CLICKHOUSE_URL set to the URL this prints (and CLICKHOUSE_PASSWORD to STORE_PASSWORD if set). One process owns the directory; this is not a replicated cluster.",
+  )
+  .option('--host <host>', 'listen address; anything but loopback requires STORE_PASSWORD', '127.0.0.1')
+  .option('--port <port>', "listen port (0: any free port; 8123 is ClickHouse's HTTP port)", parsePort, 8123)
+  .option('--data-dir <dir>', 'chDB data directory (default: CLICKHOUSE_DATA_DIR, else <state dir>/clickhouse)')
+  .action(async (opts: { host: string; port: number; dataDir?: string }) => {
+    const cfg = config();
+    const logger = createLogger({ level: cfg.LOG_LEVEL });
+    const dataDir = path.resolve(opts.dataDir ?? chdbDir(cfg));
+    const store = await startStoreServer({ dataDir, host: opts.host, port: opts.port, password: cfg.STORE_PASSWORD, logger: logger.child({ component: 'store' }) });
+    let stopping = false;
+    const shutdown = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, 'shutting down: finishing queries in flight');
+      await store.close();
+      process.exit(0);
+    };
+    process.on('SIGINT', () => void shutdown('SIGINT'));
+    process.on('SIGTERM', () => void shutdown('SIGTERM'));
+    process.stdout.write(`CLICKHOUSE_URL=${store.url}\n`);
+    process.stderr.write(
+      `\nMeterline store is serving embedded ClickHouse (chDB, data in ${dataDir}).\n  Run other Meterline processes with CLICKHOUSE_URL=${store.url}${cfg.STORE_PASSWORD ? ' and CLICKHOUSE_PASSWORD set to STORE_PASSWORD' : ''}.\nPress Ctrl-C to stop.\n`,
+    );
+  });
 
 const keys = program.command('keys').description('Manage API keys (writes straight to the NATS catalog).');
 keys
