@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { migrate, migrationPlan, openStore } from '../common/clickhouse.ts';
 import { loadConfig, type Config } from '../common/config.ts';
 import { errorMessage, isAppError } from '../common/errors.ts';
 import { createLogger, silentLogger } from '../common/logger.ts';
@@ -135,6 +136,37 @@ keys
       process.stdout.write(`revoked ${id}\n`);
     }),
   );
+
+program
+  .command('migrate')
+  .description(
+    'Apply the ClickHouse migrations in sql/ to CLICKHOUSE_URL (every role also applies them at start), or with --print show the SQL instead: to review the clustered form (sql/README.md) or apply it by hand with clickhouse-client --multiquery.',
+  )
+  .option('--print', 'print the statements that would run for CLICKHOUSE_DATABASE, including the schema_migrations records; touches no database')
+  .option('--cluster <name>', 'the clustered form, ON CLUSTER <name> (default: CLICKHOUSE_CLUSTER; unset: single node)')
+  .action(async (opts: { print?: boolean; cluster?: string }) => {
+    const cfg = config();
+    const cluster = opts.cluster ?? cfg.CLICKHOUSE_CLUSTER;
+    const db = cfg.CLICKHOUSE_DATABASE;
+    if (opts.print) {
+      const plan = migrationPlan(db, { cluster });
+      const out = [`-- Meterline ClickHouse schema for database ${db}, ${cluster ? `clustered form for cluster '${cluster}'` : 'single node'} (\`meterline migrate --print\`).`];
+      out.push(...plan.bootstrap.map((st) => `${st};\n`));
+      for (const f of plan.files) {
+        out.push(`-- ${f.name}`, ...f.statements.map((st) => `${st};\n`), `INSERT INTO ${db}.schema_migrations (version, name) VALUES (${f.version}, '${f.name}');\n`);
+      }
+      process.stdout.write(out.join('\n'));
+      return;
+    }
+    const logger = createLogger({ level: cfg.LOG_LEVEL });
+    const store = await openStore({ url: cfg.CLICKHOUSE_URL, user: cfg.CLICKHOUSE_USER, password: cfg.CLICKHOUSE_PASSWORD, dataDir: chdbDir(cfg), db });
+    try {
+      const applied = await migrate(store, logger, { cluster });
+      process.stderr.write(applied.length > 0 ? `applied ${applied.join(', ')}\n` : 'up to date: nothing to apply\n');
+    } finally {
+      await store.close();
+    }
+  });
 
 program
   .command('reconcile')

@@ -131,7 +131,7 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
   const store = needsStore
     ? await openStore({ url: config.CLICKHOUSE_URL, user: config.CLICKHOUSE_USER, password: config.CLICKHOUSE_PASSWORD, dataDir: chdbDir(config), db: config.CLICKHOUSE_DATABASE })
     : undefined;
-  if (store) await migrate(store, logger);
+  if (store) await migrate(store, logger, { cluster: config.CLICKHOUSE_CLUSTER });
 
   let firstAdminKey: string | undefined;
   if (catalog.keys.list().length === 0 && roles.includes('api')) {

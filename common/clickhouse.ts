@@ -2,6 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { clusterMigration, schemaMismatch } from './cluster-sql.ts';
+import { AppError } from './errors.ts';
 import type { Logger } from './logger.ts';
 
 export type { ClickHouseClient };
@@ -48,26 +50,56 @@ export function splitStatements(sql: string): string[] {
     .filter(Boolean);
 }
 
+/** Options of `migrate` and `migrationPlan`. */
+export interface MigrateOptions {
+  /** Folder of `NNN_*.sql` files; default `sql/`. */
+  dir?: string;
+  /** `CLICKHOUSE_CLUSTER`: apply the clustered form (common/cluster-sql.ts) on this cluster. */
+  cluster?: string;
+}
+
+/**
+ * What `migrate` runs, in order: the bookkeeping statements, then each file's statements
+ * (`${DB}` substituted; rewritten by `clusterMigration` when a cluster is given). Reads the
+ * files, touches no database; `meterline migrate --print` shows the same plan.
+ */
+export function migrationPlan(db: string, opts: MigrateOptions = {}): { bootstrap: string[]; files: { version: number; name: string; statements: string[] }[] } {
+  const { dir = SQL_DIR, cluster } = opts;
+  const forTarget = (statements: string[]) => (cluster ? clusterMigration(statements, { cluster, db }) : statements);
+  const migrations = `CREATE TABLE IF NOT EXISTS ${db}.schema_migrations (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = MergeTree ORDER BY version`;
+  // On a cluster the database must exist on every node before ON CLUSTER tables can be made in it.
+  const bootstrap = cluster ? forTarget([`CREATE DATABASE IF NOT EXISTS ${db}`, migrations]) : [migrations];
+  const files = fs
+    .readdirSync(dir)
+    .filter((f) => /^\d{3}_.+\.sql$/.test(f))
+    .sort()
+    .map((name) => ({ version: Number(name.slice(0, 3)), name, statements: forTarget(splitStatements(fs.readFileSync(path.join(dir, name), 'utf8').replaceAll('${DB}', db))) }));
+  return { bootstrap, files };
+}
+
 /**
  * Applies `sql/NNN_*.sql` in order. Statements are idempotent (IF NOT EXISTS), and each file
  * is recorded once it has fully applied, so a crash halfway re-runs that file harmlessly.
+ * With `cluster`, every statement runs ON CLUSTER (see common/cluster-sql.ts and sql/README.md).
  */
-export async function migrate(store: Store, logger: Logger, dir = SQL_DIR): Promise<string[]> {
+export async function migrate(store: Store, logger: Logger, opts: MigrateOptions = {}): Promise<string[]> {
   const { ch, db } = store;
-  await ch.command({
-    query: `CREATE TABLE IF NOT EXISTS ${db}.schema_migrations (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = MergeTree ORDER BY version`,
-  });
+  if (opts.cluster && store.embedded) {
+    throw new AppError('CONFIG_INVALID', 'invalid configuration:\n  CLICKHOUSE_CLUSTER: needs a ClickHouse server cluster (CLICKHOUSE_URL); embedded chDB is one node');
+  }
+  const plan = migrationPlan(db, opts);
+  const existing = await ch.query({ query: 'SELECT name, engine FROM system.tables WHERE database = {db:String}', query_params: { db }, format: 'JSONEachRow' });
+  const mismatch = schemaMismatch(Object.fromEntries((await existing.json<{ name: string; engine: string }>()).map((t) => [t.name, t.engine])), Boolean(opts.cluster));
+  if (mismatch) throw new AppError('CONFIG_INVALID', `invalid configuration:\n  CLICKHOUSE_CLUSTER: ${mismatch}`);
+  for (const statement of plan.bootstrap) await ch.command({ query: statement });
   const rs = await ch.query({ query: `SELECT version FROM ${db}.schema_migrations`, format: 'JSONEachRow' });
   const done = new Set((await rs.json<{ version: number | string }>()).map((r) => Number(r.version)));
-  const files = fs.readdirSync(dir).filter((f) => /^\d{3}_.+\.sql$/.test(f)).sort();
   const applied: string[] = [];
-  for (const file of files) {
-    const version = Number(file.slice(0, 3));
+  for (const { version, name: file, statements } of plan.files) {
     if (done.has(version)) continue;
-    const text = fs.readFileSync(path.join(dir, file), 'utf8').replaceAll('${DB}', db);
-    for (const statement of splitStatements(text)) await ch.command({ query: statement });
+    for (const statement of statements) await ch.command({ query: statement });
     await ch.insert({ table: `${db}.schema_migrations`, values: [{ version, name: file }], format: 'JSONEachRow' });
-    logger.info({ migration: file }, 'applied migration');
+    logger.info({ migration: file, cluster: opts.cluster }, 'applied migration');
     applied.push(file);
   }
   return applied;

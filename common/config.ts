@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { CLUSTER_NAME_PATTERN } from './cluster-sql.ts';
 import { parseDurationMs } from './duration.ts';
 import { AppError } from './errors.ts';
 
@@ -51,6 +52,11 @@ export const ConfigSchema = z.object({
   /** Embedded chDB's data folder; default `<state dir>/clickhouse`. One process owns it. */
   CLICKHOUSE_DATA_DIR: z.string().optional(),
   CLICKHOUSE_DATABASE: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain identifier').default('meterline'),
+  /**
+   * A cluster from the server's `remote_servers` (or a macro such as `{cluster}`): migrations
+   * create replicated tables behind Distributed ones, ON CLUSTER (sql/README.md). Unset: one node.
+   */
+  CLICKHOUSE_CLUSTER: z.string().regex(CLUSTER_NAME_PATTERN, 'must be a cluster name from remote_servers (letters, digits, _ . -) or a macro like {cluster}').optional(),
   /** `meterline store`: the password its clients must send (as CLICKHOUSE_PASSWORD); required to listen beyond loopback. */
   STORE_PASSWORD: z.string().optional(),
 
