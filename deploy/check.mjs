@@ -1,0 +1,221 @@
+#!/usr/bin/env node
+// Offline checks of deploy/ against the code, for the files no test runs:
+//
+//   node --import tsx deploy/check.mjs
+//
+// 1. every YAML and JSON file under deploy/ parses (all documents of multi-document YAML);
+// 2. every metric in the Grafana dashboard and the Prometheus alert rules is one that
+//    common/metrics.ts registers (prom-client defaults included; histograms as _bucket, _sum,
+//    _count), or Prometheus' `up`, or an external exporter's (ClickHouse*, kubelet_*), listed;
+// 3. every environment variable given to a Meterline container (compose and Kubernetes) is one
+//    that common/config.ts reads, or one the CLI reads;
+// 4. every `meterline <command>` the files run is a command of `meterline --help`;
+// 5. references resolve: compose `depends_on` services, named volumes and mounted files;
+//    kustomization resources;
+// 6. every link to a docs/runbook.md section (alert rules, READMEs, the runbook itself) has
+//    its heading.
+// Exits 1 and lists every problem; prints what it checked otherwise.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseAllDocuments } from 'yaml'; // installed with @fastify/swagger, a dependency
+import { createMetrics } from '../common/metrics.ts';
+import { ConfigSchema } from '../common/config.ts';
+
+const deployDir = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(deployDir, '..');
+const rel = (p) => path.relative(root, p);
+const problems = [];
+const notes = [];
+const problem = (file, msg) => problems.push(`${rel(file)}: ${msg}`);
+
+// Variables the CLI reads besides ConfigSchema (cli/main.ts), and Node's own.
+const CLI_VARS = new Set(['METERLINE_URL', 'METERLINE_API_KEY', 'NODE_OPTIONS']);
+// Series from outside Meterline that the rules and dashboard may use.
+const EXTERNAL_METRIC = /^(up|ClickHouse(Metrics|AsyncMetrics|ProfileEvents)_\w+|kubelet_volume_stats_\w+)$/;
+
+// ---- 1. parse everything -------------------------------------------------------------------
+function walk(dir) {
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(dir, e.name)) : [path.join(dir, e.name)]));
+}
+const files = walk(deployDir);
+const yamlDocs = new Map(); // file -> parsed documents
+for (const f of files.filter((f) => /\.ya?ml$/.test(f))) {
+  const docs = parseAllDocuments(fs.readFileSync(f, 'utf8'), { merge: true, uniqueKeys: true });
+  const errors = docs.flatMap((d) => d.errors);
+  if (errors.length > 0) errors.forEach((e) => problem(f, `YAML: ${e.message.split('\n')[0]}`));
+  else yamlDocs.set(f, docs.map((d) => d.toJS({ maxAliasCount: 1000 })).filter((d) => d != null));
+}
+const jsonDocs = new Map();
+for (const f of files.filter((f) => f.endsWith('.json'))) {
+  try {
+    jsonDocs.set(f, JSON.parse(fs.readFileSync(f, 'utf8')));
+  } catch (err) {
+    problem(f, `JSON: ${err.message}`);
+  }
+}
+const yamlOf = (p) => yamlDocs.get(path.join(deployDir, p)) ?? [];
+
+// ---- 2. metric names -----------------------------------------------------------------------
+const known = new Map(); // name -> type
+for (const m of await createMetrics().registry.getMetricsAsJSON()) {
+  known.set(m.name, m.type);
+  if (m.type === 'histogram') for (const s of ['_bucket', '_sum', '_count']) known.set(m.name + s, 'histogram series');
+}
+const KEYWORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'bool', 'and', 'or', 'unless', 'offset', 'inf', 'nan']);
+
+/** The metric names a PromQL expression selects (label names, functions and keywords removed). */
+function metricsIn(expr) {
+  let e = expr;
+  const lv = /^\s*label_values\(\s*([^,)]*)/.exec(e);
+  if (lv) e = lv[1];
+  e = e
+    .replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`/g, '""')
+    .replace(/\{[^}]*\}/g, '')
+    .replace(/\[[^\]]*\]/g, '')
+    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, '')
+    .replace(/\$\{?\w+\}?/g, '');
+  const names = new Set();
+  for (const m of e.matchAll(/(?<![\w.:])[A-Za-z_:][\w:]*/g)) {
+    const rest = e.slice(m.index + m[0].length);
+    if (/^\s*\(/.test(rest) || KEYWORDS.has(m[0])) continue;
+    names.add(m[0]);
+  }
+  return [...names];
+}
+
+const exprs = []; // [file, where, expr]
+function collectExprs(file, node, where) {
+  if (Array.isArray(node)) node.forEach((n, i) => collectExprs(file, n, `${where}[${i}]`));
+  else if (node && typeof node === 'object') {
+    if (typeof node.expr === 'string') exprs.push([file, `${where} "${node.title ?? node.alert ?? node.record ?? node.refId ?? ''}"`, node.expr]);
+    if (node.type === 'query' && typeof node.definition === 'string') exprs.push([file, `variable ${node.name}`, node.definition]);
+    for (const [k, v] of Object.entries(node)) if (k !== 'expr') collectExprs(file, v, node.title ? `panel "${node.title}"` : where);
+  }
+}
+const dashboardFile = path.join(deployDir, 'grafana', 'meterline-dashboard.json');
+const alertsFile = path.join(deployDir, 'prometheus', 'alerts.yml');
+collectExprs(dashboardFile, jsonDocs.get(dashboardFile), 'dashboard');
+for (const doc of yamlDocs.get(alertsFile) ?? []) collectExprs(alertsFile, doc, 'rules');
+const external = new Set();
+const used = new Set();
+for (const [file, where, expr] of exprs) {
+  const names = metricsIn(expr);
+  if (names.length === 0) problem(file, `${where}: no metric found in ${JSON.stringify(expr)}`);
+  for (const n of names) {
+    if (known.has(n)) used.add(known.get(n) === 'histogram series' ? n.replace(/_(bucket|sum|count)$/, '') : n);
+    else if (EXTERNAL_METRIC.test(n)) external.add(n);
+    else problem(file, `${where}: unknown metric ${n} (not registered in common/metrics.ts)`);
+  }
+}
+for (const [file, where, expr] of exprs) {
+  // rate()/increase() only on counters (and histogram series); histogram_quantile only on buckets.
+  for (const m of expr.matchAll(/\b(rate|increase)\(\s*([A-Za-z_:][\w:]*)/g)) {
+    const t = known.get(m[2]);
+    if (t && t !== 'counter' && t !== 'histogram series') problem(file, `${where}: ${m[1]}() of ${m[2]}, a ${t}`);
+  }
+}
+const own = [...known].filter(([n, t]) => n.startsWith('meterline_') && !n.startsWith('meterline_nodejs_') && !n.startsWith('meterline_process_') && t !== 'histogram series').map(([n]) => n);
+const unusedOwn = own.filter((n) => !used.has(n));
+if (unusedOwn.length > 0) notes.push(`Meterline metrics on no dashboard panel or rule: ${unusedOwn.join(', ')}`);
+
+// ---- 3. environment variables, 4. commands -------------------------------------------------
+const configVars = new Set(Object.keys(ConfigSchema.shape));
+const help = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'cli', 'main.ts'), '--help'], { encoding: 'utf8', cwd: root });
+const commands = new Set([...help.stdout.matchAll(/^ {2}([a-z][\w-]*)/gm)].map((m) => m[1]).filter((c) => c !== 'help'));
+if (commands.size === 0) problem(path.join(root, 'cli', 'main.ts'), `could not list commands from --help: ${help.stderr}`);
+
+function checkVar(file, where, name) {
+  if (configVars.has(name) || CLI_VARS.has(name)) return;
+  problem(file, `${where}: ${name} is not a variable Meterline reads (common/config.ts)`);
+}
+/** `entrypoint`: the words are arguments of the `meterline` entrypoint (the image's). */
+function checkCommands(file, where, words, { entrypoint = false } = {}) {
+  const text = Array.isArray(words) ? words.join(' ') : String(words ?? '');
+  const lead = entrypoint && Array.isArray(words) && words.length > 0 && !/^(sh|bash|\/)/.test(words[0]) ? [words[0]] : [];
+  const named = [...text.matchAll(/(?<![\w/.-])meterline[ \t]+([a-z][\w-]*)/g)].map((m) => m[1]);
+  for (const c of [...lead, ...named]) {
+    if (!commands.has(c)) problem(file, `${where}: \`meterline ${c}\` is not a command (meterline --help)`);
+  }
+}
+
+// docker-compose.yml
+const composeFile = path.join(deployDir, 'docker-compose.yml');
+const compose = yamlOf('docker-compose.yml')[0];
+if (!compose) problem(composeFile, 'missing or empty');
+else {
+  const services = compose.services ?? {};
+  const volumes = new Set(Object.keys(compose.volumes ?? {}));
+  for (const [name, svc] of Object.entries(services)) {
+    const isMeterline = /meterline/.test(String(svc.image ?? ''));
+    for (const dep of Object.keys(Array.isArray(svc.depends_on) ? Object.fromEntries(svc.depends_on.map((d) => [d, 1])) : (svc.depends_on ?? {}))) {
+      if (!services[dep]) problem(composeFile, `${name}: depends_on ${dep}, which is not a service`);
+    }
+    for (const v of svc.volumes ?? []) {
+      const src = typeof v === 'string' ? v.split(':')[0] : v.source;
+      if (/^[./]/.test(src)) {
+        if (!fs.existsSync(path.resolve(deployDir, src))) problem(composeFile, `${name}: mounts ${src}, which does not exist`);
+      } else if (!volumes.has(src)) problem(composeFile, `${name}: volume ${src} is not declared under volumes:`);
+    }
+    if (isMeterline) {
+      const env = Array.isArray(svc.environment) ? Object.fromEntries(svc.environment.map((e) => e.split('='))) : (svc.environment ?? {});
+      for (const k of Object.keys(env)) checkVar(composeFile, name, k);
+      checkCommands(composeFile, name, svc.command, { entrypoint: true });
+    }
+    if (svc.healthcheck?.test) checkCommands(composeFile, `${name} healthcheck`, svc.healthcheck.test);
+  }
+}
+
+// Kubernetes manifests
+for (const [file, docs] of yamlDocs) {
+  if (!file.includes(`${path.sep}k8s${path.sep}`)) continue;
+  for (const doc of docs) {
+    if (doc.kind === 'Kustomization') {
+      for (const r of doc.resources ?? []) if (!fs.existsSync(path.resolve(path.dirname(file), r))) problem(file, `kustomization resource ${r} does not exist`);
+      for (const g of doc.configMapGenerator ?? []) {
+        for (const f of g.envs ?? []) {
+          const envFile = path.resolve(path.dirname(file), f);
+          if (!fs.existsSync(envFile)) problem(file, `configMapGenerator env file ${f} does not exist`);
+          else if (g.name === 'meterline') {
+            for (const line of fs.readFileSync(envFile, 'utf8').split('\n')) {
+              const m = /^\s*([A-Za-z_]\w*)=/.exec(line);
+              if (m) checkVar(envFile, 'ConfigMap meterline', m[1]);
+            }
+          }
+        }
+      }
+      continue;
+    }
+    if (doc.kind === 'Secret' && doc.metadata?.name === 'meterline') for (const k of Object.keys({ ...doc.stringData, ...doc.data })) checkVar(file, 'Secret meterline', k);
+    const pod = doc.spec?.template?.spec ?? doc.spec?.jobTemplate?.spec?.template?.spec;
+    for (const c of [...(pod?.containers ?? []), ...(pod?.initContainers ?? [])]) {
+      if (!/meterline/.test(c.image ?? '')) continue;
+      const where = `${doc.kind} ${doc.metadata?.name} container ${c.name}`;
+      for (const e of c.env ?? []) checkVar(file, where, e.name);
+      checkCommands(file, where, [...(c.command ?? []), ...(c.args ?? [])], { entrypoint: !c.command });
+      for (const p of ['readinessProbe', 'livenessProbe', 'startupProbe']) if (c[p]?.exec) checkCommands(file, `${where} ${p}`, c[p].exec.command);
+    }
+  }
+}
+
+// ---- 6. runbook links ---------------------------------------------------------------------
+const runbookFile = path.join(root, 'docs', 'runbook.md');
+const runbook = fs.existsSync(runbookFile) ? fs.readFileSync(runbookFile, 'utf8') : '';
+const anchors = new Set([...runbook.matchAll(/^#{1,6}\s+(.+)$/gm)].map((m) => m[1].trim().toLowerCase().replace(/[^\w\- ]/g, '').replace(/ /g, '-')));
+const links = [];
+for (const f of files.filter((f) => /\.(ya?ml|json|md|conf|xml)$/.test(f))) for (const m of fs.readFileSync(f, 'utf8').matchAll(/runbook\.md#([\w-]+)/g)) links.push([f, m[1]]);
+for (const m of runbook.matchAll(/\]\(#([\w-]+)\)/g)) links.push([runbookFile, m[1]]);
+for (const [f, a] of links) if (!anchors.has(a)) problem(f, `links to docs/runbook.md#${a}, which is no heading there`);
+
+// ---- report --------------------------------------------------------------------------------
+console.log(`parsed ${yamlDocs.size} YAML and ${jsonDocs.size} JSON files under deploy/`);
+console.log(`checked ${exprs.length} PromQL expressions: ${used.size} Meterline metrics used; external series: ${[...external].sort().join(', ') || 'none'}`);
+console.log(`meterline commands: ${[...commands].join(', ')}`);
+console.log(`${links.length} links to runbook sections`);
+for (const n of notes) console.log(`note: ${n}`);
+if (problems.length > 0) {
+  console.error(`\n${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
+  process.exit(1);
+}
+console.log('deploy/ is consistent with the code.');
