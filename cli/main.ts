@@ -39,7 +39,8 @@ async function runRoles(roles: Role[], opts: { demo?: boolean }) {
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   const say = (s: string) => process.stderr.write(s + '\n');
   say(`\nMeterline is running (${roles.join(', ')}).`);
-  if (rt.url) say(`  HTTP API      ${rt.url}  (OpenAPI: ${rt.url}/docs)`);
+  if (rt.url && (roles.includes('api') || roles.includes('ingest'))) say(`  HTTP API      ${rt.url}  (OpenAPI: ${rt.url}/docs)`);
+  else if (rt.url) say(`  Operations    ${rt.url}/healthz, /readyz, /metrics (read key)`);
   if (rt.url && roles.includes('api')) say(`  Dashboard     ${rt.url}/ui/  (sign in with an API key; customer portal: ${rt.url}/ui/portal/)`);
   say(`  NATS          ${rt.natsServer ? `${rt.natsServer.url} (embedded, data in ${rt.natsServer.storeDir})` : cfg.NATS_URL ?? 'from a running meterline'}`);
   if (rt.store) say(`  ClickHouse    ${rt.store.embedded ? `embedded chDB, data in ${chdbDir(cfg)}` : cfg.CLICKHOUSE_URL}`);

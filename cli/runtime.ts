@@ -15,6 +15,7 @@ import type { Logger } from '../common/logger.ts';
 import { createMetrics, type Metrics } from '../common/metrics.ts';
 import { openNats, type NatsClients } from '../common/nats.ts';
 import { startNatsServer, type NatsServerHandle } from '../common/nats-server.ts';
+import { startOpsServer } from './ops-server.ts';
 import { EventPublisher } from '../ingest/index.ts';
 import { DeadLetters, Processor, type Meter } from '../processor/index.ts';
 import { ApiKeys, buildApp, PortalTokens, type ApiKeyRecord, type PortalTokenRecord } from '../api/index.ts';
@@ -98,6 +99,7 @@ export function natsTopology(config: Config) {
     duplicateWindowMs: config.STREAM_DUPLICATE_WINDOW,
     partitions: config.EVENT_PARTITIONS,
     replicas: config.NATS_REPLICAS,
+    ackWaitMs: config.PROCESSOR_ACK_WAIT,
   };
 }
 
@@ -203,6 +205,8 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
       options: {
         processorId: config.PROCESSOR_ID ?? (store!.embedded ? embeddedProcessorId(config) : undefined),
         leaseTtlMs: config.PROCESSOR_LEASE_TTL,
+        // A dead owner's last insert can land late; its messages come back after the ack wait.
+        handoverVerifyMs: 2 * config.PROCESSOR_ACK_WAIT + config.PROCESSOR_LEASE_TTL,
         dedupWindowMs: config.DEDUP_WINDOW,
         dedupMaxMemoryKeys: config.DEDUP_MAX_MEMORY_KEYS,
         fetchMessages: config.PROCESSOR_FETCH_MESSAGES,
@@ -217,7 +221,13 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
   }
 
   let app: FastifyInstance | undefined;
+  let ops: Awaited<ReturnType<typeof startOpsServer>> | undefined;
   let url: string | undefined;
+  const ready = async () => ({
+    nats: !nats.nc.isClosed() && nats.nc.info !== undefined && (await nats.nc.flush().then(() => true, () => false)),
+    ...(store ? { clickhouse: await store.ch.ping().then((r) => r.success, () => false) } : {}),
+    ...(processor ? { processor: processor.healthy } : {}),
+  });
   if (roles.includes('ingest') || roles.includes('api')) {
     const publisher = new EventPublisher(nats.js, (n) => nats.partitionSubject(n), {
       partitions: config.EVENT_PARTITIONS,
@@ -248,13 +258,13 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
         : {}),
       ingest: { maxBodyBytes: config.INGEST_MAX_BODY_BYTES, maxBatchEvents: config.INGEST_MAX_BATCH_EVENTS, limits },
       ...(scanner && anomalyStore && alerts ? { anomalies: { anomalies: anomalyStore, scanner, alerts, webhooks: catalog.webhooks, thresholds: catalog.thresholds } } : {}),
-      ready: async () => ({
-        nats: !nats.nc.isClosed() && nats.nc.info !== undefined && (await nats.nc.flush().then(() => true, () => false)),
-        ...(store ? { clickhouse: await store.ch.ping().then((r) => r.success, () => false) } : {}),
-        ...(processor ? { processor: processor.healthy } : {}),
-      }),
+      ready,
     });
     url = await app.listen({ host: config.HOST, port: config.PORT });
+  } else {
+    // A processor or scheduler on its own: probes and metrics on PORT.
+    ops = await startOpsServer({ host: config.HOST, port: config.PORT, metrics, keys: catalog.keys, ready, alive: () => processor?.healthy ?? true });
+    url = ops.url;
   }
 
   // The scheduler: billing close (then Stripe sync) and the anomaly scan, each under its own
@@ -323,6 +333,7 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
       stopped = true;
       for (const t of tasks) await t.stop();
       await app?.close();
+      await ops?.close();
       await processor?.stop();
       catalog.stop();
       await nats.close();

@@ -30,7 +30,10 @@ export async function openStore(opts: { url?: string; user?: string; password?: 
   } else {
     fs.mkdirSync(opts.dataDir, { recursive: true });
     const { createChdbConnection } = await import('chdb/connection');
-    ch = createClient({ connection: createChdbConnection({ path: opts.dataDir }), clickhouse_settings: EXACT_JSON } as Parameters<typeof createClient>[0]);
+    // chDB applies a request's settings to its one session, where they stay: every request
+    // therefore restates the per-insert settings, so a dedup token never outlives its insert.
+    const perRequest = { insert_deduplication_token: '', deduplicate_blocks_in_dependent_materialized_views: 0 } as const;
+    ch = createClient({ connection: createChdbConnection({ path: opts.dataDir }), clickhouse_settings: { ...EXACT_JSON, ...perRequest } } as Parameters<typeof createClient>[0]);
   }
   await ch.command({ query: `CREATE DATABASE IF NOT EXISTS ${opts.db}` });
   return { ch, db: opts.db, embedded: !opts.url, close: () => ch.close() };

@@ -79,6 +79,8 @@ export const ConfigSchema = z.object({
   PROCESSOR_ID: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 letters, digits, "_" or "-"').optional(),
   /** A processor that stops renewing its partitions loses them after this long; others take them over. */
   PROCESSOR_LEASE_TTL: duration('10s'),
+  /** A message a processor took but did not ack within this is redelivered (to the partition's owner). */
+  PROCESSOR_ACK_WAIT: duration('30s'),
 
   /** After a period ends, its invoice stays a draft this long, then is finalized. */
   BILLING_GRACE: duration('1h'),

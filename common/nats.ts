@@ -15,6 +15,8 @@ export interface NatsTopology {
   partitions: number;
   /** Replicas of streams and KV buckets (3 on a 3-node cluster). */
   replicas: number;
+  /** How long a processor has to ack a message before JetStream redelivers it (30 s if unset). */
+  ackWaitMs?: number;
 }
 
 export interface NatsClients {
@@ -39,11 +41,10 @@ export const ROUTER_CONSUMER = 'processor-router';
 export const partitionConsumer = (n: number): string => `processor-p${n}`;
 /** Catalog key recording the partition count the stream was created with. */
 const PARTITIONS_KEY = 'system.partitions';
-const CONSUMER_ACK_WAIT_MS = 30_000;
 
 /** Connects with endless reconnects (producers keep retrying through a NATS restart). */
 export async function connectNats(url: string, logger: Logger, name = 'meterline'): Promise<NatsConnection> {
-  const nc = await connect({ servers: url, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, pingInterval: 10_000 });
+  const nc = await connect({ servers: url.split(',').map((u) => u.trim()), name, maxReconnectAttempts: -1, reconnectTimeWait: 250, pingInterval: 10_000 });
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === 'disconnect' || s.type === 'reconnect') logger.warn({ status: s.type }, `nats ${s.type}`);
@@ -140,9 +141,15 @@ async function checkPartitionCount(kv: KV, partitions: number): Promise<void> {
  * that one had acknowledged, and the old consumer is removed.
  */
 async function ensureConsumers(jsm: JetStreamManager, topology: NatsTopology, partitionPrefix: string, logger: Logger): Promise<void> {
+  const ackWait = nanos(topology.ackWaitMs ?? 30_000);
   const existing = new Set<string>();
-  for await (const c of jsm.consumers.list(topology.stream)) existing.add(c.name);
-  const base = { ack_policy: AckPolicy.Explicit, ack_wait: nanos(CONSUMER_ACK_WAIT_MS), max_ack_pending: 20_000 };
+  for await (const c of jsm.consumers.list(topology.stream)) {
+    existing.add(c.name);
+    if (c.name !== LEGACY_PROCESSOR_CONSUMER && c.config.ack_wait !== ackWait) {
+      await jsm.consumers.update(topology.stream, c.name, { ack_wait: ackWait });
+    }
+  }
+  const base = { ack_policy: AckPolicy.Explicit, ack_wait: ackWait, max_ack_pending: 20_000 };
   if (!existing.has(ROUTER_CONSUMER)) {
     let start: { deliver_policy: DeliverPolicy; opt_start_seq?: number } = { deliver_policy: DeliverPolicy.All };
     if (existing.has(LEGACY_PROCESSOR_CONSUMER)) {

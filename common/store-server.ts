@@ -547,7 +547,8 @@ export async function startStoreServer(opts: StoreServerOptions): Promise<StoreS
     }
   }
 
-  const server = http.createServer((req, res) => {
+  // Query parameters travel in the URL: accept URLs as long as ClickHouse does (http_max_uri_size, 1 MiB).
+  const server = http.createServer({ maxHeaderSize: 1024 * 1024 + 64 * 1024 }, (req, res) => {
     const p = handle(req, res).catch((err: unknown) => {
       logger.error({ err }, 'store request handler failed');
       res.destroy();

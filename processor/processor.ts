@@ -19,6 +19,15 @@ import { Ownership, ROUTER, unitName, type Unit } from './ownership.ts';
 
 const UTF8 = new TextDecoder();
 
+/**
+ * True when ClickHouse refused the rows themselves (a value it cannot parse or store): retrying
+ * cannot help, so such a message is eventually dead-lettered. Every other failure (the store
+ * away, read-only, out of disk, too many parts, a timeout) is retried until the store is back.
+ */
+export function rejectsTheData(err: unknown): boolean {
+  return err instanceof ClickHouseError && /^(CANNOT_PARSE|CANNOT_READ|CANNOT_CONVERT|INCORRECT_DATA|TYPE_MISMATCH|ILLEGAL_TYPE|ILLEGAL_COLUMN|VALUE_IS_OUT_OF_RANGE|DECIMAL_OVERFLOW|ARGUMENT_OUT_OF_BOUND|TOO_LARGE_|CANNOT_INSERT_NULL|INCORRECT_NUMBER_OF_COLUMNS|UNEXPECTED_END_OF_FILE|SIZES_OF_ARRAYS_DONT_MATCH|UNKNOWN_FORMAT_VERSION|BAD_ARGUMENTS)/.test(err.type ?? '');
+}
+
 export interface ProcessorOptions {
   dedupWindowMs: number;
   dedupMaxMemoryKeys: number;
@@ -196,9 +205,12 @@ export class Processor {
 
   private fail(err: unknown): void {
     // A consumer is gone (e.g. deleted by an operator): nothing is acked any more, so no event
-    // is lost, but this process no longer makes progress. Readiness reports it.
+    // is lost, but this process no longer makes progress. It hands its partitions back so the
+    // other processors take them, and readiness and liveness report it (an orchestrator restarts it).
+    if (this.failure !== undefined) return;
     this.failure = err;
-    this.log.fatal({ err }, 'processor stopped consuming; restart the process');
+    this.log.fatal({ err }, 'processor stopped consuming; its partitions are handed to the other processors; restart the process');
+    void this.ownership?.stop().catch(() => undefined);
   }
 
   private serial<T>(task: () => Promise<T>): Promise<T> {
@@ -216,17 +228,48 @@ export class Processor {
       // until its messages have been redelivered, fresh keys are checked in the store too.
       this.verifyUntil.set(unit, Date.now() + (this.deps.options.handoverVerifyMs ?? 90_000));
     }
+    const feed: Feed = { unit, messages: await this.consume(unit), active: true, loop: Promise.resolve() };
+    feed.loop = this.consumeLoop(feed);
+    this.feeds.set(unit, feed);
+  }
+
+  private async consume(unit: Unit): Promise<ConsumerMessages> {
     const name = unit === ROUTER ? ROUTER_CONSUMER : partitionConsumer(unit);
     const consumer = await this.deps.nats.js.consumers.get(this.deps.nats.topology.stream, name);
     // Bounded by bytes too: a few hundred large batch messages would otherwise overrun the
     // connection's pending limit (a slow consumer), stalling delivery until the pull expires.
     const maxBytes = Math.max(256 * 1024, Math.floor(this.deps.options.bufferBytes / Math.min(4, this.partitions)));
-    const messages = await consumer.consume({ max_bytes: maxBytes });
-    const feed: Feed = { unit, messages, active: true, loop: Promise.resolve() };
-    feed.loop = (unit === ROUTER ? this.route(feed) : this.feed(feed)).catch((err: unknown) => {
-      if (feed.active) this.fail(err);
-    });
-    this.feeds.set(unit, feed);
+    return consumer.consume({ max_bytes: maxBytes });
+  }
+
+  /**
+   * Consumes while the unit is ours. If the subscription ends on its own (a NATS node died and
+   * the consumer's leader moved, or the consumer was re-created), it consumes again, backing off.
+   */
+  private async consumeLoop(feed: Feed): Promise<void> {
+    for (let attempt = 0; feed.active; ) {
+      try {
+        await (feed.unit === ROUTER ? this.route(feed) : this.feed(feed));
+        if (!feed.active) return;
+        this.log.warn({ unit: unitName(feed.unit) }, 'subscription ended; consuming again');
+      } catch (err) {
+        if (!feed.active) return;
+        this.log.warn({ unit: unitName(feed.unit), err: errorMessage(err) }, 'subscription failed; consuming again');
+      }
+      await new Promise((r) => setTimeout(r, Math.min(5_000, 250 * 2 ** Math.min(attempt++, 5))));
+      if (!feed.active) return;
+      try {
+        const messages = await this.consume(feed.unit);
+        if (!feed.active) {
+          messages.stop();
+          return;
+        }
+        feed.messages = messages;
+        attempt = 0;
+      } catch (err) {
+        this.log.error({ unit: unitName(feed.unit), err: errorMessage(err) }, 'cannot consume; retrying');
+      }
+    }
   }
 
   private async released(unit: Unit, reason: 'lost' | 'handover' | 'stop'): Promise<void> {
@@ -561,7 +604,7 @@ export class Processor {
     // The insert may have landed even though we saw an error (a timeout): until redeliveries
     // are through, fresh keys of these partitions are checked against the store as well.
     for (const q of batch) this.verifyUntil.set(q.feed.unit, Math.max(this.verifyUntil.get(q.feed.unit) ?? 0, now + 5 * 60_000));
-    const rejected = err instanceof ClickHouseError;
+    const rejected = rejectsTheData(err);
     if (rejected && batch.length > 1) {
       // The store refused the data: find the message it refuses by inserting one at a time.
       this.log.warn({ err: errorMessage(err), messages: batch.length }, 'insert rejected; retrying message by message');
@@ -585,11 +628,21 @@ export class Processor {
     for (const x of msgs) x.nak(Math.min(30_000, 1_000 * 2 ** Math.min(x.info.deliveryCount, 5)));
   }
 
+  /**
+   * Which of these keys `event_keys` holds. Query parameters travel in the URL (ClickHouse's
+   * `http_max_uri_size` is 1 MiB), so the ids go in parts of about 256 KB.
+   */
   private async storedKeys(cands: Candidate[], sinceMs: number): Promise<Set<string>> {
     const { ch, db } = this.deps.store;
     const found = new Set<string>();
-    for (let i = 0; i < cands.length; i += 2_000) {
-      const part = cands.slice(i, i + 2_000);
+    for (let i = 0; i < cands.length; ) {
+      const part: Candidate[] = [];
+      let bytes = 0;
+      while (i < cands.length && (part.length === 0 || bytes < 256 * 1024)) {
+        const c = cands[i++]!;
+        part.push(c);
+        bytes += 3 * (c.event.id.length + c.event.source.length) + 8;
+      }
       const rs = await ch.query({
         query: `SELECT source, id FROM ${db}.event_keys
                 WHERE ingested_at >= fromUnixTimestamp64Milli({since:Int64}) AND source IN {sources:Array(String)} AND id IN {ids:Array(String)}`,
