@@ -183,7 +183,8 @@ export class Ownership {
           if (/wrong last sequence|key not found|no message found/i.test(errorMessage(err)) || !this.holds(u)) {
             this.log.warn({ unit: unitName(u), err: errorMessage(err) }, 'lost a partition lease');
             this.held.delete(u);
-            await this.handlers.released(u, 'lost').catch((e: unknown) => this.log.error({ err: e }, 'release failed'));
+            // Not awaited: renewing the other leases must not wait for this unit to wind down.
+            void this.handlers.released(u, 'lost').catch((e: unknown) => this.log.error({ err: e }, 'release failed'));
           }
         }
       }),

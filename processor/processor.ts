@@ -279,7 +279,8 @@ export class Processor {
     this.feeds.delete(unit);
     feed.messages.stop();
     this.releaseSpace();
-    await feed.loop;
+    const waited = await Promise.race([feed.loop.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 10_000).unref())]);
+    if (!waited) this.log.warn({ unit: unitName(unit) }, 'a subscription did not end within 10 s of giving its partition up');
     // Messages taken but not yet in a batch go back at once, for the next owner.
     for (let i = this.queue.length - 1; i >= 0; i--) {
       const q = this.queue[i]!;

@@ -34,7 +34,7 @@ export class RoleProcess {
     this.starts++;
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'cli/main.ts'), ...this.args], {
       cwd: ROOT,
-      env: { ...process.env, LOG_LEVEL: 'warn', ...this.env },
+      env: { ...process.env, LOG_LEVEL: process.env.FAULTS_LOG_LEVEL ?? 'warn', ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;
