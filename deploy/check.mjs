@@ -13,7 +13,14 @@
 // 5. references resolve: compose `depends_on` services, named volumes and mounted files;
 //    kustomization resources;
 // 6. every link to a docs/runbook.md section (alert rules, READMEs, the runbook itself) has
-//    its heading.
+//    its heading;
+// 7. probes and scraping of every long-running role (ingest, api, processor, scheduler), all of
+//    which serve HTTP on PORT: compose healthchecks use a mode of probe.sh, and HTTP (not the
+//    `nats` mode); Kubernetes containers declare the port and have readiness and liveness
+//    probes over HTTP; probed paths are ones the role serves (api/routes/ops.ts,
+//    cli/ops-server.ts); each role has a Prometheus scrape job (compose) or a port the PodMonitor
+//    scrapes (Kubernetes), with the read key; Services target declared ports; every server in
+//    a compose NATS_URL is a compose host name.
 // Exits 1 and lists every problem; prints what it checked otherwise.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -208,11 +215,118 @@ for (const f of files.filter((f) => /\.(ya?ml|json|md|conf|xml)$/.test(f))) for 
 for (const m of runbook.matchAll(/\]\(#([\w-]+)\)/g)) links.push([runbookFile, m[1]]);
 for (const [f, a] of links) if (!anchors.has(a)) problem(f, `links to docs/runbook.md#${a}, which is no heading there`);
 
+// ---- 7. probes and scraping ------------------------------------------------------------------
+const SERVING_ROLES = ['ingest', 'api', 'processor', 'scheduler'];
+const readText = (...p) => (fs.existsSync(path.join(root, ...p)) ? fs.readFileSync(path.join(root, ...p), 'utf8') : '');
+const apiPaths = new Set([...readText('api', 'routes', 'ops.ts').matchAll(/app\.get\('(\/[\w-]*)'/g)].map((m) => m[1]));
+const opsPaths = new Set([...readText('cli', 'ops-server.ts').matchAll(/pathname === '(\/[\w-]*)'/g)].map((m) => m[1]));
+if (apiPaths.size === 0) problem(path.join(root, 'api', 'routes', 'ops.ts'), 'found no routes (app.get(...))');
+if (opsPaths.size === 0) problem(path.join(root, 'cli', 'ops-server.ts'), 'found no paths (pathname === ...)');
+/** What a role serves on PORT besides its API: the probe and metrics paths. */
+const servedPaths = (role) => (role === 'processor' || role === 'scheduler' ? opsPaths : apiPaths);
+const probeScript = readText('deploy', 'probe.sh');
+const probeModes = new Set([...probeScript.matchAll(/^ {2}([a-z]+)\)$/gm)].map((m) => m[1]));
+const imagePort = Number(/\bPORT=(\d+)/.exec(readText('deploy', 'Dockerfile'))?.[1] ?? 8080);
+let probesChecked = 0;
+const scrapedRoles = new Set();
+
+/** A probe.sh command line (compose test or exec probe): a known mode; HTTP paths the role serves. */
+function checkProbeCommand(file, where, role, words) {
+  const i = words.findIndex((w) => /(^|\/)probe\.sh$/.test(w));
+  if (i < 0) return false;
+  const [mode, probePath = '/readyz'] = words.slice(i + 1);
+  if (!probeModes.has(mode)) problem(file, `${where}: probe.sh has no mode ${JSON.stringify(mode)} (modes: ${[...probeModes].join(', ')})`);
+  else if (mode !== 'http') problem(file, `${where}: probe.sh ${mode} on the ${role} role, which serves HTTP: probe /readyz or /healthz`);
+  else if (!servedPaths(role).has(probePath)) problem(file, `${where}: probes ${probePath}, which the ${role} role does not serve (${[...servedPaths(role)].join(', ')})`);
+  probesChecked++;
+  return true;
+}
+
+if (compose) {
+  const services = compose.services ?? {};
+  const hosts = new Set(Object.entries(services).flatMap(([n, svc]) => [n, svc.hostname, ...Object.values(svc.networks ?? {}).flatMap((net) => net?.aliases ?? [])]).filter(Boolean));
+  const promFile = path.join(deployDir, 'prometheus', 'prometheus.yml');
+  const jobs = yamlOf('prometheus/prometheus.yml')[0]?.scrape_configs ?? [];
+  for (const [name, svc] of Object.entries(services)) {
+    if (!/meterline/.test(String(svc.image ?? ''))) continue;
+    const env = Array.isArray(svc.environment) ? Object.fromEntries(svc.environment.map((e) => e.split('='))) : (svc.environment ?? {});
+    for (const u of String(env.NATS_URL ?? '').split(',').filter((u) => u.trim())) {
+      const host = /^(?:[a-z]+:\/\/)?(?:[^@/]*@)?([^:/]+)/.exec(u.trim())?.[1];
+      if (!hosts.has(host)) problem(composeFile, `${name}: NATS_URL server ${u.trim()} is no service, host name or alias here`);
+    }
+    const role = Array.isArray(svc.command) ? svc.command[0] : undefined;
+    if (!SERVING_ROLES.includes(role)) continue;
+    const test = Array.isArray(svc.healthcheck?.test) ? svc.healthcheck.test.map(String) : String(svc.healthcheck?.test ?? '').split(/\s+/);
+    if (!svc.healthcheck?.test) problem(composeFile, `${name}: no healthcheck (the ${role} role serves /readyz)`);
+    else if (!checkProbeCommand(composeFile, `${name} healthcheck`, role, test)) problem(composeFile, `${name}: healthcheck does not use deploy/probe.sh`);
+    const job = jobs.find((j) => (j.dns_sd_configs ?? []).some((d) => (d.names ?? []).includes(name)) || (j.static_configs ?? []).some((c) => (c.targets ?? []).some((t) => t.split(':')[0] === name)));
+    if (!job) {
+      problem(promFile, `no scrape job for ${name} (the ${role} role serves /metrics)`);
+      continue;
+    }
+    scrapedRoles.add(role);
+    if (job.job_name !== `meterline-${role}`) problem(promFile, `job ${job.job_name} scrapes ${name}: the alerts and dashboard expect job meterline-${role}`);
+    if (!(job.relabel_configs ?? []).some((r) => r.target_label === 'role' && r.replacement === role)) problem(promFile, `job ${job.job_name}: no role="${role}" label`);
+    if (!job.authorization?.credentials_file) problem(promFile, `job ${job.job_name}: /metrics needs a read-scope key (authorization.credentials_file)`);
+    const ports = (job.dns_sd_configs ?? []).map((d) => d.port);
+    if (ports.some((p) => p !== imagePort)) problem(promFile, `job ${job.job_name}: port ${ports.join(',')}, but the roles listen on ${imagePort} (PORT)`);
+  }
+}
+
+const podMonitorPorts = new Set((yamlOf('k8s/monitoring/podmonitor.yaml').find((d) => d.kind === 'PodMonitor')?.spec?.podMetricsEndpoints ?? []).map((e) => e.port));
+const templates = []; // [labels, port names]
+const services = []; // [file, doc]
+for (const [file, docs] of yamlDocs) {
+  if (!file.includes(`${path.sep}k8s${path.sep}`)) continue;
+  for (const doc of docs) {
+    if (doc.kind === 'Service') services.push([file, doc]);
+    const tpl = doc.spec?.template;
+    const containers = (tpl?.spec?.containers ?? []).filter((c) => /meterline/.test(c.image ?? ''));
+    if (containers.length === 0) continue;
+    templates.push([tpl.metadata?.labels ?? {}, new Set(containers.flatMap((c) => (c.ports ?? []).flatMap((p) => [p.name, p.containerPort])))]);
+    for (const c of containers) {
+      const role = (c.command ?? c.args ?? [])[0];
+      if (!SERVING_ROLES.includes(role) || doc.kind === 'Job') continue;
+      const where = `${doc.kind} ${doc.metadata?.name} container ${c.name}`;
+      const ports = new Set((c.ports ?? []).flatMap((p) => [p.name, p.containerPort]));
+      if (!(c.ports ?? []).some((p) => p.containerPort === imagePort)) problem(file, `${where}: declares no containerPort ${imagePort} (the ${role} role listens on PORT)`);
+      if (![...podMonitorPorts].some((p) => ports.has(p))) problem(file, `${where}: no port named ${[...podMonitorPorts].join('/') || '?'}: the PodMonitor (and kubernetes-scrape.yml) would not scrape it`);
+      else scrapedRoles.add(role);
+      for (const kind of ['readinessProbe', 'livenessProbe']) if (!c[kind]) problem(file, `${where}: no ${kind} (the ${role} role serves ${kind === 'readinessProbe' ? '/readyz' : '/healthz'})`);
+      for (const kind of ['readinessProbe', 'livenessProbe', 'startupProbe']) {
+        const probe = c[kind];
+        if (!probe) continue;
+        if (probe.httpGet) {
+          probesChecked++;
+          if (!ports.has(probe.httpGet.port)) problem(file, `${where} ${kind}: port ${probe.httpGet.port} is not declared`);
+          if (!servedPaths(role).has(probe.httpGet.path)) problem(file, `${where} ${kind}: ${probe.httpGet.path} is not served by the ${role} role (${[...servedPaths(role)].join(', ')})`);
+          if (kind === 'readinessProbe' && probe.httpGet.path !== '/readyz') problem(file, `${where} readinessProbe: ${probe.httpGet.path}; readiness is /readyz`);
+          if (kind !== 'readinessProbe' && probe.httpGet.path !== '/healthz') problem(file, `${where} ${kind}: ${probe.httpGet.path}; /readyz fails while a dependency is away, and a restart does not help then: use /healthz`);
+        } else if (probe.exec) {
+          if (!checkProbeCommand(file, `${where} ${kind}`, role, probe.exec.command ?? [])) problem(file, `${where} ${kind}: exec without deploy/probe.sh`);
+        } else problem(file, `${where} ${kind}: neither httpGet nor exec`);
+      }
+    }
+  }
+}
+for (const [file, svc] of services) {
+  const sel = svc.spec?.selector ?? {};
+  if (sel['app.kubernetes.io/name'] !== 'meterline') continue;
+  const matching = templates.filter(([labels]) => Object.entries(sel).every(([k, v]) => labels[k] === v));
+  if (matching.length === 0) problem(file, `Service ${svc.metadata?.name}: selects no Meterline pod template`);
+  for (const p of svc.spec?.ports ?? []) {
+    const target = p.targetPort ?? p.port;
+    if (matching.some(([, ports]) => !ports.has(target))) problem(file, `Service ${svc.metadata?.name}: targetPort ${target} is not a port of the pods it selects`);
+  }
+}
+for (const role of SERVING_ROLES) if (!scrapedRoles.has(role)) problem(deployDir, `the ${role} role is scraped nowhere`);
+
 // ---- report --------------------------------------------------------------------------------
 console.log(`parsed ${yamlDocs.size} YAML and ${jsonDocs.size} JSON files under deploy/`);
 console.log(`checked ${exprs.length} PromQL expressions: ${used.size} Meterline metrics used; external series: ${[...external].sort().join(', ') || 'none'}`);
 console.log(`meterline commands: ${[...commands].join(', ')}`);
 console.log(`${links.length} links to runbook sections`);
+console.log(`${probesChecked} probes and healthchecks over HTTP (probe.sh modes: ${[...probeModes].join(', ')}); scraped roles: ${[...scrapedRoles].sort().join(', ')}`);
 for (const n of notes) console.log(`note: ${n}`);
 if (problems.length > 0) {
   console.error(`\n${problems.length} problem(s):\n  ${problems.join('\n  ')}`);

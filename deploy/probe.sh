@@ -2,11 +2,16 @@
 # Container probe for Meterline roles (docker compose healthchecks, Kubernetes exec probes).
 #
 #   probe.sh http [PATH]  GET http://127.0.0.1:$PORT$PATH (default /readyz); healthy on 2xx.
-#                         For the ingest and api roles (and `start`), which serve HTTP.
+#                         Every long-running role serves HTTP on PORT: ingest and api (the API,
+#                         /healthz, /readyz, /metrics), processor and scheduler (/healthz,
+#                         /readyz, /metrics only). /readyz: dependencies (and, in a processor, its
+#                         consume loops) are well; /healthz 503: a processor's consume loop died
+#                         for good, restart the process.
 #   probe.sh nats         healthy while this container holds an established TCP connection to the
-#                         NATS port of NATS_URL (default 4222). For the processor and scheduler
-#                         roles, which serve no HTTP (no /readyz, no /metrics): it shows the
-#                         process is up and connected, not that it is making progress.
+#                         NATS port of any server in NATS_URL (a comma-separated list; default
+#                         port 4222). Kept for processes whose HTTP port is not reachable; it shows
+#                         the process is up and connected, not that it is making progress.
+#                         deploy/ itself probes every role over HTTP.
 set -eu
 
 case "${1:-}" in
@@ -18,11 +23,14 @@ case "${1:-}" in
     ' "$path"
     ;;
   nats)
-    # The port of the (first) server in NATS_URL: nats://[user:pass@]host[:port]
-    port=$(printf '%s' "${NATS_URL:-}" | sed -E 's#^[a-z]+://##; s#^[^@/]*@##; s#[,/].*$##; s#^(\[[^]]*\]|[^:]*)##; s#^:##')
-    hex=$(printf '%04X' "${port:-4222}")
+    # The ports of the servers in NATS_URL: [nats://][user:pass@]host[:port][,...]
+    pattern=""
+    for url in $(printf '%s' "${NATS_URL:-}" | tr ',' ' '); do
+      port=$(printf '%s' "$url" | sed -E 's#^[a-z]+://##; s#^[^@/]*@##; s#/.*$##; s#^(\[[^]]*\]|[^:]*)##; s#^:##')
+      pattern="${pattern:+$pattern|}$(printf '%04X' "${port:-4222}")"
+    done
     # /proc/net/tcp{,6}: "sl local_address rem_address st ..."; st 01 is ESTABLISHED.
-    grep -qE "^ *[0-9]+: [0-9A-F]+:[0-9A-F]{4} [0-9A-F]+:${hex} 01 " /proc/net/tcp /proc/net/tcp6 2>/dev/null
+    grep -qE "^ *[0-9]+: [0-9A-F]+:[0-9A-F]{4} [0-9A-F]+:(${pattern:-107E}) 01 " /proc/net/tcp /proc/net/tcp6 2>/dev/null
     ;;
   *)
     echo "usage: probe.sh http [PATH] | probe.sh nats" >&2
