@@ -345,7 +345,14 @@ export class Processor {
       this.queueBytes -= bytes;
       this.releaseSpace();
       const live = batch.filter((q) => q.feed.active);
-      if (live.length > 0) await this.serial(() => this.handle(live));
+      if (live.length > 0) {
+        await this.serial(() => this.handle(live)).catch((err: unknown) => {
+          // Something failed after the checks (e.g. parking a dead letter while NATS is away):
+          // the batch comes back later; its stored events are duplicates by then.
+          this.log.error({ err: errorMessage(err), messages: live.length }, 'batch failed; messages will be redelivered');
+          this.retryLater(live.map((q) => q.m));
+        });
+      }
     }
   }
 
@@ -408,10 +415,14 @@ export class Processor {
    * a meter created just now gets a second pass after the settle time.
    */
   private backfill(meter: Meter, fresh: boolean): void {
-    const pass = (final: boolean) =>
+    const pass = (final: boolean): Promise<void> =>
       this.serial(async () => {
         const r = await this.deps.leases.withLease(`backfill.${meter.id}`, () => this.backfiller.run(meter, { record: final }), this.log);
         if (!r.ran && final) this.later(() => pass(true), 5_000); // someone else is on it: look again later
+      }).catch((err: unknown) => {
+        // The store or NATS is away: the final pass runs again later (it skips what is counted).
+        this.log.error({ err: errorMessage(err), meter: meter.slug }, 'backfill failed; retrying in 30 s');
+        this.later(() => pass(true), 30_000);
       });
     if (!fresh) {
       void pass(true);
