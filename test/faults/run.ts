@@ -143,13 +143,24 @@ interface Produced {
   tokens: bigint;
 }
 
+/** Batches acknowledged so far in the current run: faults are injected at a fraction of the load. */
+const progress = { acked: 0, total: 0 };
+
+/** Resolves once `fraction` of the run's batches have been acknowledged: the fault lands mid-load. */
+async function atProgress(fraction: number): Promise<string> {
+  const target = Math.max(1, Math.floor(progress.total * fraction));
+  while (progress.acked < target) await sleep(5);
+  return `after ${progress.acked} of ${progress.total} batches`;
+}
+
 interface Batch {
   n: number;
   events: { specversion: string; id: string; source: string; type: string; subject: string; time: string; data: { tokens: number } }[];
 }
 
-/** The run's events in batches of 250, with about 3 % re-sent in a later batch (duplicates). */
+/** The run's events in batches of 250, with about 3 % re-sent in a later batch (duplicates). Starts the run's progress. */
 function batches(run: string, seed: number, count: number): Batch[] {
+  Object.assign(progress, { acked: 0, total: Math.ceil(count / 250) });
   const rnd = seededRandom(seed);
   const now = Date.now();
   const all = Array.from({ length: count }, (_, i) => ({
@@ -172,6 +183,7 @@ function batches(run: string, seed: number, count: number): Batch[] {
 }
 
 function tally(produced: Produced, b: Batch): void {
+  progress.acked++;
   for (const e of b.events) {
     if (!produced.acked.has(e.id)) {
       produced.acked.add(e.id);
@@ -328,17 +340,19 @@ async function processorKills(): Promise<ScenarioResult> {
       const run = `kill-${seed}`;
       const r = await runSafely(seed, async () => {
         const victim = env.processors[Math.floor(rnd() * env.processors.length)]!;
-        const killAt = 300 + Math.floor(rnd() * 2500);
+        const at = 0.1 + rnd() * 0.8;
         const downFor = Math.floor(rnd() * 3000);
+        let when = '';
+        const load = batches(run, seed, EVENTS);
         const fault = (async () => {
-          await sleep(killAt);
+          when = await atProgress(at);
           await victim.kill('SIGKILL');
           await sleep(downFor);
           await victim.start();
         })();
-        const produced = await produceNats(env, run, batches(run, seed, EVENTS));
+        const produced = await produceNats(env, run, load);
         await fault;
-        return check(env, run, seed, produced, `SIGKILL ${victim.label} at ${killAt} ms, restarted after ${downFor} ms`);
+        return check(env, run, seed, produced, `SIGKILL ${victim.label} ${when}, restarted after ${downFor} ms`);
       });
       report(r, i);
       runs.push(r);
@@ -365,15 +379,17 @@ async function natsNodeKills(): Promise<ScenarioResult> {
       const run = `nats-${seed}`;
       const node = i; // first node 0, then node 1
       const r = await runSafely(seed, async () => {
+        let when = '';
+        const load = batches(run, seed, EVENTS);
         const fault = (async () => {
-          await sleep(800);
+          when = await atProgress(0.3);
           await env.natsCluster!.kill(node);
           await sleep(3000);
           await env.natsCluster!.restart(node);
         })();
-        const produced = await produceNats(env, run, batches(run, seed, EVENTS));
+        const produced = await produceNats(env, run, load);
         await fault;
-        return check(env, run, seed, produced, `node n${node + 1} SIGKILLed 0.8 s into the load, restarted 3 s later`);
+        return check(env, run, seed, produced, `node n${node + 1} SIGKILLed ${when}, restarted 3 s later`);
       });
       report(r, i);
       runs.push(r);
@@ -402,17 +418,19 @@ async function ingestRestarts(): Promise<ScenarioResult> {
       const rnd = seededRandom(seed);
       const run = `ingest-${seed}`;
       const r = await runSafely(seed, async () => {
-        const killAt = 200 + Math.floor(rnd() * 1500);
+        const at = 0.1 + rnd() * 0.6;
+        let when = '';
+        const load = batches(run, seed, EVENTS);
         const fault = (async () => {
-          await sleep(killAt);
+          when = await atProgress(at);
           await ingest.proc.kill('SIGKILL');
           await sleep(1000);
           // On the same port: the producers' URL does not change (as behind a load balancer).
           await ingest.proc.start();
         })();
-        const produced = await produceHttp(ingest.url, key, run, batches(run, seed, EVENTS));
+        const produced = await produceHttp(ingest.url, key, run, load);
         await fault;
-        return check(env, run, seed, produced, `ingest SIGKILLed at ${killAt} ms, restarted 1 s later; producers retried ${produced.retries} requests`);
+        return check(env, run, seed, produced, `ingest SIGKILLed ${when}, restarted 1 s later; producers retried ${produced.retries} requests`);
       });
       report(r, i);
       runs.push(r);
@@ -444,8 +462,9 @@ async function storeOutages(): Promise<ScenarioResult> {
         const before = Math.max(...env.processors.map((p) => p.rssMiB()));
         let peak = before;
         const sampler = setInterval(() => (peak = Math.max(peak, ...env.processors.map((p) => p.rssMiB()))), 200);
+        const load = batches(run, seed, EVENTS * 2);
         const fault = (async () => {
-          await sleep(500);
+          await atProgress(0.2);
           if (i === 0) {
             env.store.signal('SIGSTOP');
             await sleep(8000);
@@ -456,7 +475,7 @@ async function storeOutages(): Promise<ScenarioResult> {
             await env.store.start();
           }
         })();
-        const produced = await produceNats(env, run, batches(run, seed, EVENTS * 2));
+        const produced = await produceNats(env, run, load);
         await fault;
         const result = await check(env, run, seed, produced, '');
         clearInterval(sampler);
