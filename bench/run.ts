@@ -531,21 +531,23 @@ if (child) {
 await section('roles', 300_000, async (signal) => {
   if (!nats) throw new Error('needs nats-server');
   const procs: Record<string, Child> = {};
-  const running = (c: Child, what: string, timeoutMs = 90_000) =>
-    waitFor(async () => c.output(), (o) => o.includes(what) || c.proc.exitCode !== null, timeoutMs, 100).then((o) => {
-      if (!o.includes(what)) throw new Error(`no "${what}" from the process:\n${o.slice(-2_000)}`);
+  const running = (role: string, what: string, timeoutMs = 120_000) =>
+    waitFor(async () => procs[role]!.output(), (o) => o.includes(what) || procs[role]!.proc.exitCode !== null, timeoutMs, 100).then((o) => {
+      if (!o.includes(what)) throw new Error(`meterline ${role} did not start (no "${what}"):\n${o.slice(-2_000)}`);
     });
   try {
     const storePort = await freePort();
     procs.store = spawnNode('cli/main.ts', ['store', '--port', String(storePort), '--data-dir', path.join(tmp, 'roles-ch')], { ...env, METERLINE_STATE_DIR: path.join(tmp, 'roles-store') });
-    await running(procs.store, 'CLICKHOUSE_URL=');
+    await running('store', 'CLICKHOUSE_URL=');
     const urls: Record<string, string> = {};
+    // One after the other: started all at once on 2 cores with a large catalog, one of them once
+    // failed its start with "meterline: timeout".
     for (const role of ['processor', 'api', 'scheduler', 'ingest']) {
       const port = await freePort();
       urls[role] = `http://127.0.0.1:${port}`;
       procs[role] = spawnNode('cli/main.ts', [role], { ...env, PORT: String(port), METERLINE_STATE_DIR: path.join(tmp, `roles-${role}`), CLICKHOUSE_URL: `http://127.0.0.1:${storePort}` });
+      await running(role, 'Meterline is running');
     }
-    for (const role of ['processor', 'api', 'scheduler', 'ingest']) await running(procs[role]!, 'Meterline is running');
     await readyAt(urls.api!);
     await readyAt(urls.ingest!);
     log(`roles: ${SIZE.roles} events through the separate ingest, processor, store and api`);
