@@ -571,11 +571,15 @@ export class Processor {
       for (const m of msgs) m.nak();
       return;
     }
-    try {
-      if (rows.length > 0) await this.insert(rows, msgs);
-    } catch (err) {
-      await this.onInsertFailure(err, batch, now);
-      return;
+    if (rows.length > 0) {
+      const err = await this.insert(rows, msgs).then(
+        () => undefined,
+        (e: unknown) => this.retryInsert(rows, batch, e),
+      );
+      if (err !== undefined) {
+        await this.onInsertFailure(err, batch, now);
+        return;
+      }
     }
     for (const c of accepted) this.index(c.partition).add([c.key], now);
     metrics.processorDedupKeys.set(this.dedupKeys());
@@ -610,6 +614,34 @@ export class Processor {
     });
     end();
     this.deps.metrics.processorInsertRows.inc(rows.length);
+  }
+
+  /**
+   * The store failed the insert without refusing the data (away, read-only, a timeout): the
+   * insert may have landed in part, e.g. in `events_raw` and some of its views but not all, if
+   * ClickHouse died in the middle. The one exact repair is the same insert again, with the same
+   * rows and deduplication token: ClickHouse then skips the blocks it has and writes the ones
+   * it lacks, in every view. So the batch is held (its messages kept from redelivery) and the
+   * identical insert retried with backoff until it lands. Gives up only when the processor
+   * stops or loses a partition, or the store refuses the data; returns that error, or
+   * undefined once the insert landed.
+   */
+  private async retryInsert(rows: RawRow[], batch: Queued[], first: unknown): Promise<unknown> {
+    let err = first;
+    for (let attempt = 0; !rejectsTheData(err); attempt++) {
+      if (this.stopping || batch.some((q) => !q.feed.active || !this.ownership?.holds(q.feed.unit))) return err;
+      if (attempt % 10 === 0) this.log.error({ err: errorMessage(err), rows: rows.length, attempt }, 'insert failed; retrying the same insert until the store is back');
+      for (const q of batch) q.m.working();
+      await new Promise((r) => setTimeout(r, Math.min(5_000, 250 * 2 ** Math.min(attempt, 5))));
+      for (const q of batch) q.m.working();
+      try {
+        await this.insert(rows, batch.map((q) => q.m));
+        return undefined;
+      } catch (e) {
+        err = e;
+      }
+    }
+    return err;
   }
 
   private async onInsertFailure(err: unknown, batch: Queued[], now: number): Promise<void> {
