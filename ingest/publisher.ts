@@ -46,12 +46,11 @@ export class EventPublisher {
     }
     const key = opts.idempotencyKey ?? EventPublisher.batchHash(body);
     const limit = this.opts.maxPayloadBytes() - 1024;
-    const messages: { subject: string; msgID: string; data: string }[] = [];
-    for (const [partition, texts] of groupByPartition(opts.items, this.opts.partitions)) {
-      const chunks = texts === undefined ? (Buffer.byteLength(body) <= limit || !opts.isArray ? [body] : splitArray(losslessTexts(opts.items), limit)) : splitArray(texts, limit);
-      const base = this.opts.partitions > 1 ? `${key}@${partition}` : key;
-      chunks.forEach((data, i) => messages.push({ subject: this.subjectOf(partition), msgID: chunks.length === 1 ? base : `${base}#${i}/${chunks.length}`, data }));
-    }
+    const messages = partitionMessages(body, opts.items, opts.isArray, this.opts.partitions, limit).map(({ partition, part, data }) => ({
+      subject: this.subjectOf(partition),
+      msgID: `${this.opts.partitions > 1 ? `${key}@${partition}` : key}${part}`,
+      data,
+    }));
     this.inflight++;
     this.opts.metrics.ingestInflight.inc();
     const end = this.opts.metrics.ingestPublishSeconds.startTimer();
@@ -89,6 +88,21 @@ export function groupByPartition(items: unknown[], partitions: number): Map<numb
     g.push(losslessStringify(item) ?? 'null');
   });
   return groups;
+}
+
+/**
+ * A batch as the messages that store it: one per partition its events touch, split further to
+ * fit `limitBytes`; `part` tells the pieces of one partition apart (`""` or `#i/n`). Ingest and
+ * the processor's router both cut batches this way.
+ */
+export function partitionMessages(body: string, items: unknown[], isArray: boolean, partitions: number, limitBytes: number): { partition: number; part: string; data: string }[] {
+  const out: { partition: number; part: string; data: string }[] = [];
+  for (const [partition, texts] of groupByPartition(items, partitions)) {
+    const whole = Buffer.byteLength(body) <= limitBytes || !isArray;
+    const chunks = texts !== undefined ? splitArray(texts, limitBytes) : whole ? [body] : splitArray(losslessTexts(items), limitBytes);
+    chunks.forEach((data, i) => out.push({ partition, part: chunks.length === 1 ? '' : `#${i}/${chunks.length}`, data }));
+  }
+  return out;
 }
 
 function losslessTexts(items: unknown[]): string[] {

@@ -54,7 +54,6 @@ interface Held {
 export class Ownership {
   readonly holder: string;
   private readonly held = new Map<Unit, Held>();
-  private readonly busy = new Set<Unit>();
   private timer: NodeJS.Timeout | undefined;
   private renewing: Promise<void> | undefined;
   private balancing: Promise<void> | undefined;
@@ -192,7 +191,6 @@ export class Ownership {
   }
 
   private async acquire(u: Unit): Promise<boolean> {
-    if (this.busy.has(u)) return false;
     const key = unitName(u);
     const sentAt = Date.now();
     let revision: number;
@@ -209,7 +207,6 @@ export class Ownership {
       }
     }
     this.held.set(u, { revision, renewedAt: sentAt });
-    this.busy.add(u);
     this.log.info({ unit: key }, 'took a partition');
     try {
       await this.handlers.acquired(u);
@@ -217,8 +214,6 @@ export class Ownership {
       this.log.error({ unit: key, err: errorMessage(err) }, 'could not start on a partition; giving it back');
       await this.release(u, 'handover');
       return false;
-    } finally {
-      this.busy.delete(u);
     }
     return true;
   }

@@ -10,7 +10,7 @@ import type { Logger } from '../common/logger.ts';
 import type { Metrics } from '../common/metrics.ts';
 import { partitionConsumer, ROUTER_CONSUMER, type NatsClients } from '../common/nats.ts';
 import { PARTITION_SQL } from '../common/partition.ts';
-import { checkEvent, eventKey, groupByPartition, RECEIVED_AT_HEADER, type TimeLimits, type UsageEvent } from '../ingest/index.ts';
+import { checkEvent, eventKey, partitionMessages, RECEIVED_AT_HEADER, type TimeLimits, type UsageEvent } from '../ingest/index.ts';
 import { Backfiller } from './backfill.ts';
 import { DeadLetters, type DeadLetterEntry } from './dead-letter.ts';
 import { DedupIndex } from './dedup.ts';
@@ -369,19 +369,19 @@ export class Processor {
         continue;
       }
       const text = UTF8.decode(m.data);
-      let parts: [number, string][];
+      let parts: { partition: number; part: string; data: string }[];
       try {
         const parsed: unknown = losslessParse(text);
-        const items = Array.isArray(parsed) ? parsed : [parsed];
-        parts = [...groupByPartition(items, this.partitions)].map(([p, texts]) => [p, texts === undefined ? text : `[${texts.join(',')}]`]);
+        const limit = (nats.nc.info?.max_payload ?? 1024 * 1024) - 1024;
+        parts = partitionMessages(text, Array.isArray(parsed) ? parsed : [parsed], Array.isArray(parsed), this.partitions, limit);
       } catch {
-        parts = [[0, text]]; // malformed: partition 0's owner dead-letters it with the reason
+        parts = [{ partition: 0, part: '', data: text }]; // malformed: partition 0's owner dead-letters it with the reason
       }
       const h = natsHeaders();
       const received = m.headers?.get(RECEIVED_AT_HEADER);
       h.set(RECEIVED_AT_HEADER, received || String(Math.floor(Number(m.info.timestampNanos) / 1e6)));
       try {
-        await Promise.all(parts.map(([p, data]) => nats.js.publish(nats.partitionSubject(p), data, { msgID: `route:${nats.topology.stream}:${m.seq}@${p}`, headers: h })));
+        await Promise.all(parts.map(({ partition, part, data }) => nats.js.publish(nats.partitionSubject(partition), data, { msgID: `route:${nats.topology.stream}:${m.seq}@${partition}${part}`, headers: h })));
         m.ack();
       } catch (err) {
         this.log.warn({ err: errorMessage(err), seq: m.seq }, 'could not route a message onto partitions; it will be redelivered');
