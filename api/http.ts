@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../common/errors.ts';
@@ -44,6 +45,40 @@ export function sendCsv(reply: FastifyReply, filename: string, header: string[],
     .header('content-type', 'text/csv; charset=utf-8')
     .header('content-disposition', `attachment; filename="${filename}"`)
     .send([header, ...rows].map((r) => r.map(esc).join(',')).join('\r\n') + '\r\n');
+}
+
+/**
+ * `JSON.stringify(value)` in pieces of about `chunkChars`: each top-level array is written an
+ * element at a time, so a large answer (a close of 100,000 invoices, hundreds of MB) is never
+ * one string plus a Buffer copy of it in memory, nor over V8's maximum string length.
+ */
+export function* jsonChunks(value: Record<string, unknown>, chunkChars = 1 << 20): Generator<string> {
+  let buf = '{';
+  let sep = '';
+  for (const [k, v] of Object.entries(value)) {
+    if (!Array.isArray(v)) {
+      const s = JSON.stringify(v);
+      if (s === undefined) continue; // as JSON.stringify does with undefined, functions, symbols
+      buf += `${sep}${JSON.stringify(k)}:${s}`;
+    } else {
+      buf += `${sep}${JSON.stringify(k)}:[`;
+      for (let i = 0; i < v.length; i++) {
+        buf += (i ? ',' : '') + (JSON.stringify(v[i]) ?? 'null');
+        if (buf.length >= chunkChars) {
+          yield buf;
+          buf = '';
+        }
+      }
+      buf += ']';
+    }
+    sep = ',';
+  }
+  yield `${buf}}`;
+}
+
+/** Sends `value` as JSON, the same bytes as `reply.send(value)`, serialized as it is written (see `jsonChunks`). */
+export function sendJsonStream(reply: FastifyReply, value: Record<string, unknown>): FastifyReply {
+  return reply.type('application/json; charset=utf-8').send(Readable.from(jsonChunks(value)));
 }
 
 /** True if the client asked for CSV (`?format=csv` or `Accept: text/csv`). */

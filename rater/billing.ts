@@ -87,6 +87,8 @@ interface CloseCache {
   finalized: Map<string, StoredInvoice[]>;
   adjustments: Map<string, Adjustment[]>;
   usage: Map<string, Promise<Map<string, { q: string; n: string }>>>;
+  /** Customers with rows in a period ingested in (from, to], per (period, from, to): see `changedSince`. */
+  changed: Map<string, Promise<Set<string>>>;
   pending: { invoice: Invoice; snapshot: Snapshot; subscriptionId: string }[];
 }
 
@@ -123,7 +125,7 @@ export class Billing {
     };
     const finalized = new Map<string, StoredInvoice[]>();
     for (const s of await this.finalized()) (finalized.get(s.invoice.customer) ?? finalized.set(s.invoice.customer, []).get(s.invoice.customer)!).push(s);
-    const cache: CloseCache = { finalized, adjustments: group(await this.adjustmentsWhere('1', {})), usage: new Map(), pending: [] };
+    const cache: CloseCache = { finalized, adjustments: group(await this.adjustmentsWhere('1', {})), usage: new Map(), changed: new Map(), pending: [] };
     return this.closeRun.run(cache, async () => {
       const value = await fn();
       await this.flush();
@@ -448,11 +450,26 @@ export class Billing {
 
   private async changedSince(customer: string, period: Period, fromMs: number, toMs: number, adjustments: Adjustment[]): Promise<boolean> {
     if (adjustments.some((a) => a.kind === 'usage_correction' && a.periodStart && ms(a.periodStart) >= period.start && ms(a.periodStart) < period.end && ms(a.createdAt) > fromMs && ms(a.createdAt) <= toMs)) return true;
+    const where = `time >= fromUnixTimestamp64Milli({ps:Int64}, 'UTC') AND time < fromUnixTimestamp64Milli({pe:Int64}, 'UTC')
+                AND ingested_at > fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND ingested_at <= fromUnixTimestamp64Milli({to:Int64}, 'UTC')`;
+    const params = { ps: period.start, pe: period.end, from: fromMs, to: toMs };
+    if (this.cache) {
+      // One query for every customer of this period and interval; later subscriptions read it.
+      // (A query per subscription cost a few ms each: most of a close with many earlier invoices.)
+      const key = `${period.start}|${period.end}|${fromMs}|${toMs}`;
+      let changed = this.cache.changed.get(key);
+      if (!changed) {
+        changed = this.deps.store.ch
+          .query({ query: `SELECT DISTINCT subject FROM ${this.db}.meter_values WHERE ${where}`, query_params: params, format: 'JSONCompactEachRow' })
+          .then((rs) => rs.json<[string]>())
+          .then((rows) => new Set(rows.map(([subject]) => subject)));
+        this.cache.changed.set(key, changed);
+      }
+      return (await changed).has(customer);
+    }
     const rs = await this.deps.store.ch.query({
-      query: `SELECT count() AS n FROM ${this.db}.meter_values
-              WHERE subject = {subject:String} AND time >= fromUnixTimestamp64Milli({ps:Int64}, 'UTC') AND time < fromUnixTimestamp64Milli({pe:Int64}, 'UTC')
-                AND ingested_at > fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND ingested_at <= fromUnixTimestamp64Milli({to:Int64}, 'UTC')`,
-      query_params: { subject: customer, ps: period.start, pe: period.end, from: fromMs, to: toMs },
+      query: `SELECT count() AS n FROM ${this.db}.meter_values WHERE subject = {subject:String} AND ${where}`,
+      query_params: { subject: customer, ...params },
       format: 'JSONEachRow',
     });
     return Number((await rs.json<{ n: string }>())[0]?.n ?? 0) > 0;
