@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { stringify as losslessStringify } from 'lossless-json';
 import { partitionOfItem } from '../common/partition.ts';
 import { AppError, errorMessage } from '../common/errors.ts';
 import type { Metrics } from '../common/metrics.ts';
@@ -39,14 +38,14 @@ export class EventPublisher {
     return createHash('sha256').update(body).digest('base64url');
   }
 
-  /** `items` are the parsed events of `body` (one for a single event). */
-  async publish(body: string, opts: { idempotencyKey?: string; receivedAtMs: number; items: unknown[]; isArray: boolean }): Promise<PublishResult> {
+  /** `batch` is `body` parsed (one item for a single event). */
+  async publish(body: string, opts: { idempotencyKey?: string; receivedAtMs: number; batch: ParsedBatch }): Promise<PublishResult> {
     if (this.inflight >= this.opts.maxInflight) {
       throw new AppError('INGEST_OVERLOADED', 'too many batches in flight; retry after the delay in Retry-After', { details: { retryAfterSeconds: 1 } });
     }
     const key = opts.idempotencyKey ?? EventPublisher.batchHash(body);
     const limit = this.opts.maxPayloadBytes() - 1024;
-    const messages = partitionMessages(body, opts.items, opts.isArray, this.opts.partitions, limit).map(({ partition, part, data }) => ({
+    const messages = partitionMessages(body, opts.batch, this.opts.partitions, limit).map(({ partition, part, data }) => ({
       subject: this.subjectOf(partition),
       msgID: `${this.opts.partitions > 1 ? `${key}@${partition}` : key}${part}`,
       data,
@@ -72,41 +71,45 @@ export class EventPublisher {
   }
 }
 
+/** A parsed batch: its events and, on demand, each event's text as received. */
+export interface ParsedBatch {
+  items: unknown[];
+  isArray: boolean;
+  texts(): string[];
+}
+
 /**
- * The events of a batch by partition, in order, as lossless JSON texts; `undefined` texts mean
- * every event is in that one partition, and the body is stored as received.
+ * The events of a batch by partition, in order, as their texts; `undefined` texts mean every
+ * event is in that one partition, and the body is stored as received.
  */
-export function groupByPartition(items: unknown[], partitions: number): Map<number, string[] | undefined> {
-  const parts = items.map((item) => partitionOfItem(item, partitions));
+export function groupByPartition(batch: ParsedBatch, partitions: number): Map<number, string[] | undefined> {
+  const parts = batch.items.map((item) => partitionOfItem(item, partitions));
   const first = parts[0] ?? 0;
   if (parts.every((p) => p === first)) return new Map([[first, undefined]]);
+  const texts = batch.texts();
   const groups = new Map<number, string[]>();
-  items.forEach((item, i) => {
-    const p = parts[i]!;
+  parts.forEach((p, i) => {
     let g = groups.get(p);
     if (!g) groups.set(p, (g = []));
-    g.push(losslessStringify(item) ?? 'null');
+    g.push(texts[i]!);
   });
   return groups;
 }
 
 /**
  * A batch as the messages that store it: one per partition its events touch, split further to
- * fit `limitBytes`; `part` tells the pieces of one partition apart (`""` or `#i/n`). Ingest and
- * the processor's router both cut batches this way.
+ * fit `limitBytes`; `part` tells the pieces of one partition apart (`""` or `#i/n`). Each event's
+ * text is kept byte for byte (common/json-text.ts), so every digit of its numbers survives.
+ * Ingest and the processor's router both cut batches this way.
  */
-export function partitionMessages(body: string, items: unknown[], isArray: boolean, partitions: number, limitBytes: number): { partition: number; part: string; data: string }[] {
+export function partitionMessages(body: string, batch: ParsedBatch, partitions: number, limitBytes: number): { partition: number; part: string; data: string }[] {
   const out: { partition: number; part: string; data: string }[] = [];
-  for (const [partition, texts] of groupByPartition(items, partitions)) {
-    const whole = Buffer.byteLength(body) <= limitBytes || !isArray;
-    const chunks = texts !== undefined ? splitArray(texts, limitBytes) : whole ? [body] : splitArray(losslessTexts(items), limitBytes);
+  for (const [partition, texts] of groupByPartition(batch, partitions)) {
+    const whole = Buffer.byteLength(body) <= limitBytes || !batch.isArray;
+    const chunks = texts !== undefined ? splitArray(texts, limitBytes) : whole ? [body] : splitArray(batch.texts(), limitBytes);
     chunks.forEach((data, i) => out.push({ partition, part: chunks.length === 1 ? '' : `#${i}/${chunks.length}`, data }));
   }
   return out;
-}
-
-function losslessTexts(items: unknown[]): string[] {
-  return items.map((item) => losslessStringify(item) ?? 'null');
 }
 
 /** Packs event texts into JSON arrays whose text fits `limitBytes`. */

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { AppError } from '../../common/errors.ts';
+import { elementTexts, scanJson } from '../../common/json-text.ts';
 import { checkBatch } from '../../ingest/index.ts';
 import type { AppDeps } from '../app.ts';
 
@@ -79,7 +80,9 @@ export function registerIngestRoutes(app: FastifyInstance, deps: AppDeps): void 
         if (idempotencyKey && (idempotencyKey.length > 200 || !/^[\x21-\x7e]+$/.test(idempotencyKey))) {
           throw new AppError('REQUEST_INVALID', 'Idempotency-Key must be 1-200 printable ASCII characters without spaces');
         }
-        const res = await deps.publisher.publish(text, { idempotencyKey, receivedAtMs, items, isArray });
+        // A batch spanning partitions is cut into per-partition messages of the events' texts as received.
+        const batch = { items, isArray, texts: () => elementTexts(text, scanJson(text)) };
+        const res = await deps.publisher.publish(text, { idempotencyKey, receivedAtMs, batch });
         if (!res.duplicate) metrics.ingestEventsAccepted.inc(items.length);
         metrics.ingestRequests.inc({ status: '202' });
         return reply.status(202).send({ accepted: items.length, duplicate: res.duplicate });

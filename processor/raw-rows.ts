@@ -1,0 +1,39 @@
+import type { Store } from '../common/clickhouse.ts';
+import type { MeterValue } from './meters.ts';
+
+/** A row of `events_raw`, as the processor writes it. Times are epoch milliseconds. */
+export interface RawRow {
+  source: string;
+  id: string;
+  type: string;
+  subject: string;
+  time: number;
+  ingested_at: number;
+  received_at: number;
+  data: string;
+  stream_seq: number;
+  meter_values: MeterValue[];
+}
+
+const COLUMNS = ['source', 'id', 'type', 'subject', 'time', 'ingested_at', 'received_at', 'data', 'stream_seq', 'meter_values'] as const;
+
+/**
+ * Inserts rows into `events_raw` (its materialized views fan them out to `event_keys`,
+ * `meter_values` and the rollups) with a deduplication token: the same rows with the same token
+ * again are a no-op, in the table and in every view. Rows travel as JSONCompactEachRow (arrays,
+ * tuples as arrays): ClickHouse parses it with about a fifth less CPU than JSONEachRow, and it
+ * is smaller. The processor and the bench's insert ceiling both insert through here.
+ */
+export async function insertRawRows(store: Store, rows: RawRow[], token: string): Promise<void> {
+  await store.ch.insert({
+    table: `${store.db}.events_raw`,
+    columns: [...COLUMNS],
+    values: rows.map((r) => [r.source, r.id, r.type, r.subject, r.time, r.ingested_at, r.received_at, r.data, r.stream_seq, r.meter_values.map((m) => [m.meter_id, m.value, m.value_key, m.group_by])]),
+    format: 'JSONCompactEachRow',
+    clickhouse_settings: {
+      insert_deduplication_token: token,
+      deduplicate_blocks_in_dependent_materialized_views: 1,
+      input_format_json_named_tuples_as_objects: 0,
+    },
+  });
+}
