@@ -209,6 +209,7 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
         handoverVerifyMs: 2 * config.PROCESSOR_ACK_WAIT + config.PROCESSOR_LEASE_TTL,
         dedupWindowMs: config.DEDUP_WINDOW,
         dedupMaxMemoryKeys: config.DEDUP_MAX_MEMORY_KEYS,
+        dedupFilterBytes: config.DEDUP_FILTER_MEMORY,
         fetchMessages: config.PROCESSOR_FETCH_MESSAGES,
         maxEvents: config.PROCESSOR_MAX_EVENTS,
         bufferBytes: config.PROCESSOR_BUFFER_BYTES,

@@ -13,7 +13,7 @@ import { PARTITION_SQL } from '../common/partition.ts';
 import { checkEvent, eventKey, partitionMessages, RECEIVED_AT_HEADER, type TimeLimits, type UsageEvent } from '../ingest/index.ts';
 import { Backfiller } from './backfill.ts';
 import { DeadLetters, type DeadLetterEntry } from './dead-letter.ts';
-import { DedupIndex } from './dedup.ts';
+import { DedupIndex, KEY_HASH_EXACT_SQL, STORED_KEY_PACKED_SQL } from './dedup.ts';
 import { meterValues, type Meter, type MeterValue } from './meters.ts';
 import { Ownership, ROUTER, unitName, type Unit } from './ownership.ts';
 
@@ -31,6 +31,8 @@ export function rejectsTheData(err: unknown): boolean {
 export interface ProcessorOptions {
   dedupWindowMs: number;
   dedupMaxMemoryKeys: number;
+  /** Bytes of dedup Bloom filters shared by all partitions (`DEDUP_FILTER_MEMORY`); 0 or unset: none. */
+  dedupFilterBytes?: number;
   fetchMessages: number;
   maxEvents: number;
   bufferBytes: number;
@@ -446,7 +448,7 @@ export class Processor {
   private index(partition: number): DedupIndex {
     let ix = this.indexes.get(partition);
     if (!ix) {
-      ix = new DedupIndex(this.deps.options.dedupWindowMs, this.perPartitionKeys());
+      ix = new DedupIndex(this.deps.options.dedupWindowMs, this.perPartitionKeys(), 0, { filterBytes: this.perPartitionFilterBytes() });
       this.indexes.set(partition, ix);
     }
     return ix;
@@ -457,7 +459,17 @@ export class Processor {
     return Math.max(1_000, Math.floor(this.deps.options.dedupMaxMemoryKeys / this.partitions));
   }
 
-  /** Loads a partition's keys of the dedup window from `event_keys`, newest first up to its budget. */
+  /** So is the budget of Bloom filters (`DEDUP_FILTER_MEMORY`). */
+  private perPartitionFilterBytes(): number {
+    return Math.floor((this.deps.options.dedupFilterBytes ?? 0) / this.partitions);
+  }
+
+  /**
+   * Loads a partition's dedup index from `event_keys`: the window's newest keys, up to the map's
+   * budget, into the map and the filters. If those were all of the window's keys, both cover it
+   * at once; otherwise every key of the window is loaded into the filters in the background
+   * (`loadDedupFilters`), and until that is done fresh keys are looked up in the store.
+   */
   private async loadDedupIndex(partition: number): Promise<void> {
     const { ch, db } = this.deps.store;
     const now = Date.now();
@@ -473,14 +485,65 @@ export class Processor {
     const rows = await rs.json<[string, string, string]>();
     const entries: [string, number][] = rows.reverse().map(([source, id, at]) => [eventKey({ source, id }), Number(at)]);
     const full = rows.length < limit;
-    const ix = new DedupIndex(this.deps.options.dedupWindowMs, limit);
-    ix.load(entries, full ? 0 : (entries[0]?.[1] ?? now));
+    const ix = new DedupIndex(this.deps.options.dedupWindowMs, limit, now, { filterBytes: this.perPartitionFilterBytes() });
+    ix.load(entries, full ? 0 : (entries[0]?.[1] ?? now), now);
     this.indexes.set(partition, ix);
     this.deps.metrics.processorDedupKeys.set(this.dedupKeys());
+    if (!full && ix.hasFilters) {
+      void this.loadDedupFilters(partition, ix, from, now).catch((err: unknown) => {
+        if (this.indexes.get(partition) !== ix || this.stopping) return;
+        // Exactness does not depend on it: fresh keys of this partition keep going to the store.
+        this.log.warn({ partition, err: errorMessage(err) }, 'could not load the dedup filters; fresh keys are looked up in the store');
+      });
+    }
   }
 
-  private needsStoreCheck(partition: number, now: number): boolean {
-    return this.index(partition).needsStoreLookup(now) || now < (this.verifyUntil.get(partition) ?? 0);
+  /**
+   * Fills a partition's filters with every key of the window in `event_keys`, a page at a time
+   * in primary-key order (each page reads on from the last key of the previous one). ClickHouse
+   * hashes the keys, so a key travels as 16 bytes (hex in JSON), not as its strings. Keys
+   * inserted meanwhile by a previous owner are covered by `verifyUntil` (see `acquired`), keys
+   * accepted here meanwhile are added as they are. Stops if the partition is given up.
+   */
+  private async loadDedupFilters(partition: number, ix: DedupIndex, from: number, now: number): Promise<void> {
+    const { ch, db } = this.deps.store;
+    // A page holds at most the map's budget of keys (the memory already granted to keys), or a million.
+    const page = Math.min(1_000_000, this.perPartitionKeys());
+    const t0 = performance.now();
+    let keys = 0;
+    let after: { s: string; i: string } | undefined;
+    for (;;) {
+      const rs = await ch.query({
+        query: `SELECT count(), hex(max((source, id)).1), hex(max((source, id)).2),
+                       arrayStringConcat(groupArrayIf(${STORED_KEY_PACKED_SQL}, ${KEY_HASH_EXACT_SQL})),
+                       groupArrayIf((source, id, toUnixTimestamp64Milli(ingested_at)), NOT ${KEY_HASH_EXACT_SQL})
+                FROM (SELECT source, id, ingested_at FROM ${db}.event_keys
+                      WHERE ingested_at >= fromUnixTimestamp64Milli({from:Int64}) AND ${PARTITION_SQL} = {partition:UInt32}
+                        ${after ? 'AND (source > unhex({s:String}) OR (source = unhex({s:String}) AND id > unhex({i:String})))' : ''}
+                      ORDER BY source, id LIMIT {page:UInt64})`,
+        query_params: { from, page, partitions: this.partitions, partition, ...after },
+        format: 'JSONCompactEachRow',
+      });
+      const [row] = await rs.json<[string, string, string, string, [string, string, string][]]>();
+      if (this.indexes.get(partition) !== ix || this.stopping) return;
+      const [count, lastSource, lastId, packed, others] = row ?? ['0', '', '', '', []];
+      keys += ix.loadPacked(Buffer.from(packed, 'hex'), now);
+      for (const [source, id, at] of others) ix.loadKey(eventKey({ source, id }), Number(at), now);
+      keys += others.length;
+      if (Number(count) < page) break;
+      after = { s: lastSource, i: lastId };
+    }
+    ix.filtersCompleteFrom(from);
+    const seconds = (performance.now() - t0) / 1000;
+    const stats = ix.filterStats(Date.now());
+    this.log.info(
+      { partition, keys, seconds: Math.round(seconds * 10) / 10, secondsPerMillionKeys: keys > 0 ? Math.round((seconds / keys) * 1e7) / 10 : 0, filterMiB: Math.round((stats?.bytes ?? 0) / 2 ** 20), expectedFpr: stats?.expectedFpr },
+      'dedup filters loaded: they cover the window',
+    );
+  }
+
+  private needsStoreCheck(partition: number, key: string, now: number): boolean {
+    return now < (this.verifyUntil.get(partition) ?? 0) || this.index(partition).needsStoreLookup(key, now);
   }
 
   // ---- a batch -----------------------------------------------------------------------------
@@ -521,7 +584,7 @@ export class Processor {
       inBatch.add(c.key);
       fresh.push(c);
     }
-    const toCheck = fresh.filter((c) => this.needsStoreCheck(c.partition, now));
+    const toCheck = fresh.filter((c) => this.needsStoreCheck(c.partition, c.key, now));
     if (toCheck.length > 0) {
       let stored: Set<string>;
       try {
