@@ -1,10 +1,11 @@
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import { ClickHouseError } from '@clickhouse/client';
-import { parse as losslessParse, stringify as losslessStringify } from 'lossless-json';
+import { stringify as losslessStringify } from 'lossless-json';
 import type { CatalogReplica } from '../common/catalog.ts';
 import type { Store } from '../common/clickhouse.ts';
 import { errorMessage } from '../common/errors.ts';
+import { elementTexts, parseExact, scanJson, type ExactJson } from '../common/json-text.ts';
 import type { Leases } from '../common/lease.ts';
 import type { Logger } from '../common/logger.ts';
 import type { Metrics } from '../common/metrics.ts';
@@ -14,8 +15,9 @@ import { checkEvent, eventKey, partitionMessages, RECEIVED_AT_HEADER, type TimeL
 import { Backfiller } from './backfill.ts';
 import { DeadLetters, type DeadLetterEntry } from './dead-letter.ts';
 import { DedupIndex, KEY_HASH_EXACT_SQL, STORED_KEY_PACKED_SQL } from './dedup.ts';
-import { meterValues, type Meter, type MeterValue } from './meters.ts';
+import { meterValues, type Meter } from './meters.ts';
 import { Ownership, ROUTER, unitName, type Unit } from './ownership.ts';
+import { insertRawRows, type RawRow } from './raw-rows.ts';
 
 const UTF8 = new TextDecoder();
 
@@ -68,21 +70,39 @@ interface Candidate {
   receivedAtMs: number;
   /** The event as parsed (numbers exact), for the dead-letter stream if no meter can count it. */
   raw: unknown;
+  /** Parsed by lossless-json (its numbers are LosslessNumbers); otherwise by JSON.parse, exactly. */
+  lossless: boolean;
 }
 
-/** A row of `events_raw`, in the JSONEachRow shape the insert sends. */
-interface RawRow {
-  source: string;
-  id: string;
-  type: string;
-  subject: string;
-  time: number;
-  ingested_at: number;
-  received_at: number;
-  data: string;
-  stream_seq: number;
-  meter_values: MeterValue[];
+interface Decoded {
+  batch: Queued[];
+  candidates: Candidate[];
+  dead: DeadLetterEntry[];
 }
+
+/**
+ * Lets the event loop run every few milliseconds of a batch's work: in `meterline start` the
+ * processor shares its thread with ingest and the API, whose requests would otherwise wait for
+ * a whole batch (tens of milliseconds). `due()` is cheap: it reads the clock every 32nd call.
+ */
+class TimeSlice {
+  private calls = 0;
+  private since = performance.now();
+
+  constructor(private readonly sliceMs = 4) {}
+
+  due(): boolean {
+    return ++this.calls % 32 === 0 && performance.now() - this.since >= this.sliceMs;
+  }
+
+  async pause(): Promise<void> {
+    await new Promise<void>((r) => setImmediate(r));
+    this.since = performance.now();
+  }
+}
+
+/** A cheap estimate of the events in a message (about 200 bytes each), to bound a batch without parsing twice. */
+const eventsEstimate = (m: JsMsg) => 1 + Math.floor(m.data.length / 200);
 
 /** A partition (or the router) this processor consumes, while it owns it. */
 interface Feed {
@@ -325,14 +345,21 @@ export class Processor {
     for (const r of this.spaceWaiters.splice(0)) r();
   }
 
-  /** The batch loop: takes what the partitions delivered, up to the batch limits, and handles it. */
+  /**
+   * The batch loop: takes what the partitions delivered, up to the batch limits, and handles it.
+   * While one batch is being inserted, the next one is decoded (when enough is queued to fill
+   * it): the insert runs on ClickHouse's threads, the decoding on this one.
+   */
   private async run(): Promise<void> {
+    let inFlight: Promise<void> = Promise.resolve();
     while (!this.stopping) {
       if (this.queue.length === 0) {
         await new Promise<void>((r) => (this.wakeLoop = r));
         this.wakeLoop = undefined;
         continue;
       }
+      // Not backlogged: let the batch in flight finish first, so the next one gathers more.
+      if (!this.backlogged()) await inFlight;
       const batch: Queued[] = [];
       let events = 0;
       let bytes = 0;
@@ -340,22 +367,31 @@ export class Processor {
         const q = this.queue.shift()!;
         batch.push(q);
         bytes += q.m.data.length;
-        // A cheap estimate of the events in a message (about 200 bytes each) bounds the batch
-        // without parsing twice.
-        events += 1 + Math.floor(q.m.data.length / 200);
+        events += eventsEstimate(q.m);
       }
       this.queueBytes -= bytes;
       this.releaseSpace();
       const live = batch.filter((q) => q.feed.active);
-      if (live.length > 0) {
-        await this.serial(() => this.handle(live)).catch((err: unknown) => {
-          // Something failed after the checks (e.g. parking a dead letter while NATS is away):
-          // the batch comes back later; its stored events are duplicates by then.
-          this.log.error({ err: errorMessage(err), messages: live.length }, 'batch failed; messages will be redelivered');
-          this.retryLater(live.map((q) => q.m));
-        });
-      }
+      if (live.length === 0) continue;
+      const decoded = await this.decode(live);
+      await inFlight;
+      inFlight = this.serial(() => this.commit(decoded)).catch((err: unknown) => {
+        // Something failed after the checks (e.g. parking a dead letter while NATS is away):
+        // the batch comes back later; its stored events are duplicates by then.
+        this.log.error({ err: errorMessage(err), messages: live.length }, 'batch failed; messages will be redelivered');
+        this.retryLater(live.map((q) => q.m));
+      });
     }
+    await inFlight;
+  }
+
+  /** True when the queue holds a full batch. */
+  private backlogged(): boolean {
+    const { fetchMessages, maxEvents } = this.deps.options;
+    if (this.queue.length >= fetchMessages) return true;
+    let events = 0;
+    for (const q of this.queue) if ((events += eventsEstimate(q.m)) >= maxEvents) return true;
+    return false;
   }
 
   /**
@@ -373,9 +409,12 @@ export class Processor {
       const text = UTF8.decode(m.data);
       let parts: { partition: number; part: string; data: string }[];
       try {
-        const parsed: unknown = losslessParse(text);
+        // Only `source` and `id` are read here (strings): JSON.parse suffices, and the events
+        // move on as their texts, byte for byte.
+        const parsed: unknown = JSON.parse(text);
+        const isArray = Array.isArray(parsed);
         const limit = (nats.nc.info?.max_payload ?? 1024 * 1024) - 1024;
-        parts = partitionMessages(text, Array.isArray(parsed) ? parsed : [parsed], Array.isArray(parsed), this.partitions, limit);
+        parts = partitionMessages(text, { items: isArray ? parsed : [parsed], isArray, texts: () => elementTexts(text, scanJson(text)) }, this.partitions, limit);
       } catch {
         parts = [{ partition: 0, part: '', data: text }]; // malformed: partition 0's owner dead-letters it with the reason
       }
@@ -548,38 +587,50 @@ export class Processor {
 
   // ---- a batch -----------------------------------------------------------------------------
 
-  private async handle(batch: Queued[]): Promise<void> {
-    const { metrics, options } = this.deps;
+  private handle(batch: Queued[]): Promise<void> {
+    return this.decode(batch).then((d) => this.commit(d));
+  }
+
+  /** Step 1, pure CPU work: decode and validate every event of the batch. */
+  private async decode(batch: Queued[]): Promise<Decoded> {
+    const { options } = this.deps;
     const dead: DeadLetterEntry[] = [];
     const candidates: Candidate[] = [];
-    const msgs = batch.map((q) => q.m);
-
-    // 1. decode and validate
+    const slice = new TimeSlice();
     for (const { feed, m } of batch) {
+      if (slice.due()) await slice.pause();
       const partition = feed.unit;
       const header = m.headers?.get(RECEIVED_AT_HEADER);
       const receivedAtMs = header ? Number(header) : Math.floor(Number(m.info.timestampNanos) / 1e6);
-      let parsed: unknown;
+      let parsed: ExactJson;
       const text = UTF8.decode(m.data);
       try {
-        parsed = losslessParse(text);
+        parsed = parseExact(text);
       } catch (err) {
         dead.push(this.deadLetter(`malformed JSON: ${errorMessage(err)}`, m.seq, -1, receivedAtMs, text));
         continue;
       }
-      const items = Array.isArray(parsed) ? parsed : [parsed];
-      items.forEach((item, index) => {
+      parsed.items.forEach((item, index) => {
         const r = checkEvent(item, receivedAtMs, options.limits);
-        if (r.ok) candidates.push({ partition, event: r.event, key: eventKey(r.event), seq: m.seq, index, receivedAtMs, raw: item });
+        if (r.ok) candidates.push({ partition, event: r.event, key: eventKey(r.event), seq: m.seq, index, receivedAtMs, raw: item, lossless: parsed.lossless[index]! });
         else dead.push(this.deadLetter(r.errors.map((e) => (e.field ? `${e.field}: ${e.reason}` : e.reason)).join('; '), m.seq, index, receivedAtMs, losslessStringify(item) ?? 'null'));
       });
     }
+    return { batch, candidates, dead };
+  }
+
+  /** Steps 2 to 6: dedup, meter values, the fenced insert, then acks. Runs on the serial chain. */
+  private async commit({ batch, candidates, dead }: Decoded): Promise<void> {
+    const { metrics, options } = this.deps;
+    const msgs = batch.map((q) => q.m);
 
     // 2. exact dedup, per partition
     const now = Date.now();
     const inBatch = new Set<string>();
     let fresh: Candidate[] = [];
+    const slice = new TimeSlice();
     for (const c of candidates) {
+      if (slice.due()) await slice.pause();
       if (inBatch.has(c.key) || this.index(c.partition).has(c.key, now)) continue;
       inBatch.add(c.key);
       fresh.push(c);
@@ -604,6 +655,7 @@ export class Processor {
     const rows: RawRow[] = [];
     const accepted: Candidate[] = [];
     for (const c of fresh) {
+      if (slice.due()) await slice.pause();
       const mv = meterValues(c.event, meters);
       if (!mv.ok) {
         dead.push(this.deadLetter(mv.reason, c.seq, c.index, c.receivedAtMs, losslessStringify(c.raw) ?? 'null'));
@@ -619,7 +671,7 @@ export class Processor {
         time: c.event.timeMs,
         ingested_at: now,
         received_at: c.receivedAtMs,
-        data: losslessStringify(c.event.data) ?? '{}',
+        data: (c.lossless ? losslessStringify(c.event.data) : JSON.stringify(c.event.data)) ?? '{}',
         stream_seq: c.seq,
         meter_values: mv.values,
       });
@@ -644,7 +696,10 @@ export class Processor {
         return;
       }
     }
-    for (const c of accepted) this.index(c.partition).add([c.key], now);
+    for (const c of accepted) {
+      if (slice.due()) await slice.pause();
+      this.index(c.partition).add([c.key], now);
+    }
     metrics.processorDedupKeys.set(this.dedupKeys());
     for (const d of dead) {
       await this.deadLetters.park(d);
@@ -661,20 +716,10 @@ export class Processor {
   }
 
   private async insert(rows: RawRow[], msgs: JsMsg[]): Promise<void> {
-    const { ch, db } = this.deps.store;
     const end = this.deps.metrics.processorInsertSeconds.startTimer();
     const seqs = msgs.map((m) => m.seq);
-    await ch.insert({
-      table: `${db}.events_raw`,
-      values: rows,
-      format: 'JSONEachRow',
-      clickhouse_settings: {
-        // Same messages, same rows, same token: a retried insert of a batch that did land is a no-op.
-        insert_deduplication_token: `${this.deps.nats.topology.stream}:${Math.min(...seqs)}-${Math.max(...seqs)}:${rows.length}`,
-        deduplicate_blocks_in_dependent_materialized_views: 1,
-        date_time_input_format: 'best_effort',
-      },
-    });
+    // Same messages, same rows, same token: a retried insert of a batch that did land is a no-op.
+    await insertRawRows(this.deps.store, rows, `${this.deps.nats.topology.stream}:${Math.min(...seqs)}-${Math.max(...seqs)}:${rows.length}`);
     end();
     this.deps.metrics.processorInsertRows.inc(rows.length);
   }
