@@ -262,6 +262,18 @@ const newGen = (seed: number) => {
   return g;
 };
 
+/** The processor's inserts so far (from `/metrics`): how many, rows and seconds in all. */
+async function insertStats(): Promise<{ inserts: number; rows: number; seconds: number }> {
+  const text = await (await fetch(`${url}/metrics`, { headers: auth })).text();
+  const metric = (name: string) => Number(/^(\S+) (\S+)$/m.exec(text.split('\n').filter((l) => l.startsWith(`${name} `)).join('\n'))?.[2] ?? 0);
+  return { inserts: metric('meterline_processor_insert_latency_seconds_count'), rows: metric('meterline_processor_insert_rows_total'), seconds: metric('meterline_processor_insert_latency_seconds_sum') };
+}
+/** What the processor's inserts did between two `insertStats()`: their number, average rows and milliseconds. */
+function insertsBetween(a: { inserts: number; rows: number; seconds: number }, b: { inserts: number; rows: number; seconds: number }) {
+  const n = b.inserts - a.inserts;
+  return { inserts: n, averageRows: n > 0 ? Math.round((b.rows - a.rows) / n) : 0, averageMs: n > 0 ? round(((b.seconds - a.seconds) / n) * 1000, 1) : 0 };
+}
+
 /** Sends `count` events to `base` over HTTP with `inflight` concurrent batch requests; returns per-request latencies (ms). */
 async function sendHttp(base: string, gen: LoadGenerator, count: number, inflight: number, signal: AbortSignal): Promise<number[]> {
   const lat: number[] = [];
@@ -327,12 +339,13 @@ await sending('e2eHttp', 300_000, async (signal) => {
   running();
   log(`end to end over HTTP: ${SIZE.e2e} events`);
   const gen = newGen(1);
+  const before = await insertStats();
   const t0 = performance.now();
   const lat = await sendHttp(url, gen, SIZE.e2e, 8, signal);
   const sendSeconds = (performance.now() - t0) / 1000;
   await waitTotals('e2e http');
   const seconds = (performance.now() - t0) / 1000;
-  results.e2eHttp = { events: SIZE.e2e, unique: gen.expected.unique, seconds: round(seconds), eventsPerSecond: Math.round(SIZE.e2e / seconds), ingestAcceptedPerSecond: Math.round(SIZE.e2e / sendSeconds), batch: BATCH, requestLatencyMs: summarize(lat), totalsExact: true };
+  results.e2eHttp = { events: SIZE.e2e, unique: gen.expected.unique, seconds: round(seconds), eventsPerSecond: Math.round(SIZE.e2e / seconds), ingestAcceptedPerSecond: Math.round(SIZE.e2e / sendSeconds), batch: BATCH, requestLatencyMs: summarize(lat), totalsExact: true, processorInserts: insertsBetween(before, await insertStats()) };
   log(`  ${JSON.stringify(results.e2eHttp)}`);
 });
 
@@ -367,11 +380,12 @@ await sending('e2eNats', 300_000, async (signal) => {
   running();
   log(`end to end over NATS: ${SIZE.e2e} events`);
   const gen = newGen(2);
+  const before = await insertStats();
   const t0 = performance.now();
   await publishNats(gen, SIZE.e2e, signal, true);
   await waitTotals('e2e nats');
   const seconds = (performance.now() - t0) / 1000;
-  results.e2eNats = { events: SIZE.e2e, seconds: round(seconds), eventsPerSecond: Math.round(SIZE.e2e / seconds), totalsExact: true, subjects: 'meterline.partition.<n>' };
+  results.e2eNats = { events: SIZE.e2e, seconds: round(seconds), eventsPerSecond: Math.round(SIZE.e2e / seconds), totalsExact: true, subjects: 'meterline.partition.<n>', processorInserts: insertsBetween(before, await insertStats()) };
   log(`  ${JSON.stringify(results.e2eNats)}`);
 });
 await sending('e2eNatsRouted', 300_000, async (signal) => {

@@ -6,6 +6,7 @@ import type { CatalogReplica } from '../common/catalog.ts';
 import type { Store } from '../common/clickhouse.ts';
 import { errorMessage } from '../common/errors.ts';
 import { elementTexts, parseExact, scanJson, type ExactJson } from '../common/json-text.ts';
+import { TimeSlice } from '../common/time-slice.ts';
 import type { Leases } from '../common/lease.ts';
 import type { Logger } from '../common/logger.ts';
 import type { Metrics } from '../common/metrics.ts';
@@ -80,26 +81,19 @@ interface Decoded {
   dead: DeadLetterEntry[];
 }
 
-/**
- * Lets the event loop run every few milliseconds of a batch's work: in `meterline start` the
- * processor shares its thread with ingest and the API, whose requests would otherwise wait for
- * a whole batch (tens of milliseconds). `due()` is cheap: it reads the clock every 32nd call.
- */
-class TimeSlice {
-  private calls = 0;
-  private since = performance.now();
-
-  constructor(private readonly sliceMs = 4) {}
-
-  due(): boolean {
-    return ++this.calls % 32 === 0 && performance.now() - this.since >= this.sliceMs;
-  }
-
-  async pause(): Promise<void> {
-    await new Promise<void>((r) => setImmediate(r));
-    this.since = performance.now();
-  }
+interface Prepared {
+  decoded: Decoded;
+  rows: RawRow[];
+  accepted: Candidate[];
+  dead: DeadLetterEntry[];
+  duplicates: number;
+  /** The time of the dedup decisions: the rows' `ingested_at` and the keys' time in the index. */
+  now: number;
+  /** `Processor.metersVersion` when the meter values were computed. */
+  metersVersion: number;
 }
+
+const EMPTY: ReadonlySet<string> = new Set();
 
 /** A cheap estimate of the events in a message (about 200 bytes each), to bound a batch without parsing twice. */
 const eventsEstimate = (m: JsMsg) => 1 + Math.floor(m.data.length / 200);
@@ -110,7 +104,12 @@ interface Feed {
   messages: ConsumerMessages;
   loop: Promise<void>;
   active: boolean;
+  /** When a message last arrived (or the subscription started): the stall watchdog's clock. */
+  lastMessageAt: number;
 }
+
+/** A subscription that delivered nothing for this long while its consumer has messages pending is restarted. */
+const STALL_MS = 30_000;
 
 interface Queued {
   feed: Feed;
@@ -140,6 +139,10 @@ interface Queued {
  * 5. record the keys in memory, park dead letters (awaiting JetStream's ack);
  * 6. ack the messages.
  *
+ * Steps 1 to 3 of the next batch run while the previous one is in steps 4 to 6 (its insert runs
+ * on ClickHouse's threads); the keys of the batch being written count as stored for it, and
+ * writes happen one at a time, in order.
+ *
  * A crash before 4 completes redelivers the batch and nothing was written. A crash between 4
  * and 6 redelivers a batch whose events are in `event_keys`: whoever owns the partition next
  * loads its keys from that table and checks fresh keys against it for a while after taking
@@ -163,6 +166,8 @@ export class Processor {
   private pendingTimer: NodeJS.Timeout | undefined;
   private readonly backfillTimers = new Set<NodeJS.Timeout>();
   private stopping = false;
+  /** Counts meter changes: a batch whose values were computed before one is computed again. */
+  private metersVersion = 0;
   private failure: unknown;
   private unsubscribe: (() => void) | undefined;
 
@@ -182,6 +187,7 @@ export class Processor {
     // the batches, so no event is both in flight here without it and missed by the backfill;
     // a second pass after a settle time catches batches that were in flight in other processors.
     this.unsubscribe = this.deps.meters.onChange((_key, next, prev) => {
+      this.metersVersion++;
       if (next && next.id !== prev?.id) this.backfill(next, true);
     });
     await this.serial(() => this.backfillPending(this.deps.meters.list()));
@@ -250,7 +256,7 @@ export class Processor {
       // until its messages have been redelivered, fresh keys are checked in the store too.
       this.verifyUntil.set(unit, Date.now() + (this.deps.options.handoverVerifyMs ?? 90_000));
     }
-    const feed: Feed = { unit, messages: await this.consume(unit), active: true, loop: Promise.resolve() };
+    const feed: Feed = { unit, messages: await this.consume(unit), active: true, loop: Promise.resolve(), lastMessageAt: Date.now() };
     feed.loop = this.consumeLoop(feed);
     this.feeds.set(unit, feed);
   }
@@ -287,6 +293,7 @@ export class Processor {
           return;
         }
         feed.messages = messages;
+        feed.lastMessageAt = Date.now();
         attempt = 0;
       } catch (err) {
         this.log.error({ unit: unitName(feed.unit), err: errorMessage(err) }, 'cannot consume; retrying');
@@ -330,6 +337,7 @@ export class Processor {
   /** Moves a partition's messages into the batch queue, waiting while the queue is full. */
   private async feed(feed: Feed): Promise<void> {
     for await (const m of feed.messages) {
+      feed.lastMessageAt = Date.now();
       if (!feed.active) {
         m.nak();
         continue;
@@ -347,11 +355,13 @@ export class Processor {
 
   /**
    * The batch loop: takes what the partitions delivered, up to the batch limits, and handles it.
-   * While one batch is being inserted, the next one is decoded (when enough is queued to fill
-   * it): the insert runs on ClickHouse's threads, the decoding on this one.
+   * While one batch is being written (its insert runs on ClickHouse's threads), the next one is
+   * decoded, deduplicated and given its meter values on this thread, when enough is queued to
+   * fill it. Writes are in order, one at a time, on the serial chain.
    */
   private async run(): Promise<void> {
-    let inFlight: Promise<void> = Promise.resolve();
+    let writing: Promise<void> = Promise.resolve();
+    let writingKeys: ReadonlySet<string> = EMPTY;
     while (!this.stopping) {
       if (this.queue.length === 0) {
         await new Promise<void>((r) => (this.wakeLoop = r));
@@ -359,7 +369,7 @@ export class Processor {
         continue;
       }
       // Not backlogged: let the batch in flight finish first, so the next one gathers more.
-      if (!this.backlogged()) await inFlight;
+      if (!this.backlogged()) await writing;
       const batch: Queued[] = [];
       let events = 0;
       let bytes = 0;
@@ -373,16 +383,25 @@ export class Processor {
       this.releaseSpace();
       const live = batch.filter((q) => q.feed.active);
       if (live.length === 0) continue;
-      const decoded = await this.decode(live);
-      await inFlight;
-      inFlight = this.serial(() => this.commit(decoded)).catch((err: unknown) => {
-        // Something failed after the checks (e.g. parking a dead letter while NATS is away):
-        // the batch comes back later; its stored events are duplicates by then.
-        this.log.error({ err: errorMessage(err), messages: live.length }, 'batch failed; messages will be redelivered');
-        this.retryLater(live.map((q) => q.m));
-      });
+      const prepared = await this.prepare(await this.decode(live), writingKeys);
+      await writing;
+      if (!prepared) continue;
+      const keys = new Set(prepared.accepted.map((c) => c.key));
+      writingKeys = keys;
+      writing = this.serial(() => this.write(prepared))
+        .catch((err: unknown) => {
+          // Something failed after the checks (e.g. parking a dead letter while NATS is away):
+          // the batch comes back later; its stored events are duplicates by then.
+          this.log.error({ err: errorMessage(err), messages: live.length }, 'batch failed; messages will be redelivered');
+          this.retryLater(live.map((q) => q.m));
+          return false;
+        })
+        .then((stored) => {
+          // Not stored: its messages come back, and their events must not be taken for duplicates.
+          if (!stored && writingKeys === keys) writingKeys = EMPTY;
+        });
     }
-    await inFlight;
+    await writing;
   }
 
   /** True when the queue holds a full batch. */
@@ -402,6 +421,7 @@ export class Processor {
   private async route(feed: Feed): Promise<void> {
     const { nats } = this.deps;
     for await (const m of feed.messages) {
+      feed.lastMessageAt = Date.now();
       if (!feed.active) {
         m.nak();
         continue;
@@ -431,12 +451,23 @@ export class Processor {
     }
   }
 
+  /**
+   * Reports the messages pending for this processor, and restarts a subscription that has
+   * stalled: after a NATS node died, a pull subscription was seen (in the fault suite, rarely)
+   * to stay open yet deliver nothing while its consumer had messages pending.
+   */
   private async reportPending(): Promise<void> {
     try {
       let pending = 0;
-      for (const unit of this.feeds.keys()) {
+      for (const [unit, feed] of this.feeds) {
         const info = await this.deps.nats.jsm.consumers.info(this.deps.nats.topology.stream, unit === ROUTER ? ROUTER_CONSUMER : partitionConsumer(unit));
         pending += info.num_pending;
+        const idleMs = Date.now() - feed.lastMessageAt;
+        if (feed.active && info.num_pending > 0 && info.num_ack_pending === 0 && idleMs > STALL_MS && this.queueBytes <= this.deps.options.bufferBytes) {
+          this.log.warn({ unit: unitName(unit), pending: info.num_pending, idleSeconds: Math.round(idleMs / 1000) }, 'subscription delivers nothing while messages are pending; consuming again');
+          feed.lastMessageAt = Date.now();
+          feed.messages.stop();
+        }
       }
       this.deps.metrics.processorConsumerPending.set(pending);
     } catch {
@@ -587,8 +618,10 @@ export class Processor {
 
   // ---- a batch -----------------------------------------------------------------------------
 
-  private handle(batch: Queued[]): Promise<void> {
-    return this.decode(batch).then((d) => this.commit(d));
+  /** One batch, start to end (no other batch in flight: used to retry messages one by one). */
+  private async handle(batch: Queued[]): Promise<void> {
+    const prepared = await this.prepare(await this.decode(batch), EMPTY);
+    if (prepared) await this.write(prepared);
   }
 
   /** Step 1, pure CPU work: decode and validate every event of the batch. */
@@ -619,10 +652,16 @@ export class Processor {
     return { batch, candidates, dead };
   }
 
-  /** Steps 2 to 6: dedup, meter values, the fenced insert, then acks. Runs on the serial chain. */
-  private async commit({ batch, candidates, dead }: Decoded): Promise<void> {
+  /**
+   * Steps 2 and 3: dedup and meter values; `undefined` if the batch went back (the store's
+   * dedup look-up failed). `writing` holds the keys of the batch being written meanwhile: they
+   * count as stored (if that write fails, its messages come back, carrying those events).
+   */
+  private async prepare(decoded: Decoded, writing: ReadonlySet<string>): Promise<Prepared | undefined> {
     const { metrics, options } = this.deps;
-    const msgs = batch.map((q) => q.m);
+    const { batch, candidates } = decoded;
+    const dead = [...decoded.dead];
+    const metersVersion = this.metersVersion;
 
     // 2. exact dedup, per partition
     const now = Date.now();
@@ -631,7 +670,7 @@ export class Processor {
     const slice = new TimeSlice();
     for (const c of candidates) {
       if (slice.due()) await slice.pause();
-      if (inBatch.has(c.key) || this.index(c.partition).has(c.key, now)) continue;
+      if (inBatch.has(c.key) || writing.has(c.key) || this.index(c.partition).has(c.key, now)) continue;
       inBatch.add(c.key);
       fresh.push(c);
     }
@@ -642,13 +681,12 @@ export class Processor {
         stored = await this.storedKeys(toCheck, now - options.dedupWindowMs);
       } catch (err) {
         this.log.error({ err: errorMessage(err), messages: batch.length }, 'dedup look-up in the store failed; messages will be redelivered');
-        this.retryLater(msgs);
-        return;
+        this.retryLater(batch.map((q) => q.m));
+        return undefined;
       }
       metrics.processorStoreLookups.inc(toCheck.length);
       fresh = fresh.filter((c) => !stored.has(c.key));
     }
-    metrics.processorDuplicates.inc(candidates.length - fresh.length);
 
     // 3. meter values
     const meters = this.deps.meters.list();
@@ -661,7 +699,6 @@ export class Processor {
         dead.push(this.deadLetter(mv.reason, c.seq, c.index, c.receivedAtMs, losslessStringify(c.raw) ?? 'null'));
         continue;
       }
-      if (now - c.event.timeMs > options.lateAfterMs) metrics.processorLateEvents.inc();
       accepted.push(c);
       rows.push({
         source: c.event.source,
@@ -676,15 +713,30 @@ export class Processor {
         meter_values: mv.values,
       });
     }
+    return { decoded, rows, accepted, dead, duplicates: candidates.length - fresh.length, now, metersVersion };
+  }
 
-    // 4. the fence, one insert, then 5. remember keys and park dead letters, then 6. ack
+  /**
+   * Steps 4 to 6: the fence, one insert, then remember keys and park dead letters, then ack. On
+   * the serial chain. True when the batch's accepted events were stored (their keys are in the
+   * index); false when its messages go back.
+   */
+  private async write(prepared: Prepared): Promise<boolean> {
+    const { metrics, options } = this.deps;
+    // A meter changed since the batch was prepared: its values are computed again (and its
+    // backfill, on this chain, has run before or runs after this insert).
+    const p = prepared.metersVersion === this.metersVersion ? prepared : await this.prepare(prepared.decoded, EMPTY);
+    if (!p) return false;
+    const { batch } = p.decoded;
+    const { rows, accepted, dead, now } = p;
+    const msgs = batch.map((q) => q.m);
     const lost = [...new Set(batch.map((q) => q.feed.unit))].filter((u) => !this.ownership?.holds(u));
     if (lost.length > 0) {
       // A partition's lease lapsed while the batch was prepared: another processor may own it
       // now. Write nothing; the messages go back to whoever owns their partitions.
       this.log.warn({ units: lost.map(unitName) }, 'lease not held at insert time; batch handed back');
       for (const m of msgs) m.nak();
-      return;
+      return false;
     }
     if (rows.length > 0) {
       const err = await this.insert(rows, msgs).then(
@@ -692,23 +744,38 @@ export class Processor {
         (e: unknown) => this.retryInsert(rows, batch, e),
       );
       if (err !== undefined) {
+        // Message by message, some may be stored: their keys are in the index then.
         await this.onInsertFailure(err, batch, now);
-        return;
+        return false;
       }
     }
+    const byPartition = new Map<number, string[]>();
+    let late = 0;
     for (const c of accepted) {
-      if (slice.due()) await slice.pause();
-      this.index(c.partition).add([c.key], now);
+      let keys = byPartition.get(c.partition);
+      if (!keys) byPartition.set(c.partition, (keys = []));
+      keys.push(c.key);
+      if (now - c.event.timeMs > options.lateAfterMs) late++;
+    }
+    metrics.processorLateEvents.inc(late);
+    const slice = new TimeSlice(4, 1);
+    for (const [partition, keys] of byPartition) {
+      for (let i = 0; i < keys.length; i += 1_000) {
+        if (slice.due()) await slice.pause();
+        this.index(partition).add(keys.slice(i, i + 1_000), now);
+      }
     }
     metrics.processorDedupKeys.set(this.dedupKeys());
     for (const d of dead) {
       await this.deadLetters.park(d);
       metrics.processorDeadLettered.inc({ reason: d.reason.startsWith('meter') ? 'meter_value' : d.reason.startsWith('store') ? 'store_rejected' : 'invalid_event' });
     }
+    metrics.processorDuplicates.inc(p.duplicates);
     metrics.processorEvents.inc({ outcome: 'stored' }, rows.length);
-    metrics.processorEvents.inc({ outcome: 'duplicate' }, candidates.length - fresh.length);
+    metrics.processorEvents.inc({ outcome: 'duplicate' }, p.duplicates);
     metrics.processorEvents.inc({ outcome: 'dead_lettered' }, dead.length);
     for (const m of msgs) m.ack();
+    return true;
   }
 
   private deadLetter(reason: string, streamSeq: number, index: number, receivedAtMs: number, eventText: string): DeadLetterEntry {
@@ -719,7 +786,7 @@ export class Processor {
     const end = this.deps.metrics.processorInsertSeconds.startTimer();
     const seqs = msgs.map((m) => m.seq);
     // Same messages, same rows, same token: a retried insert of a batch that did land is a no-op.
-    await insertRawRows(this.deps.store, rows, `${this.deps.nats.topology.stream}:${Math.min(...seqs)}-${Math.max(...seqs)}:${rows.length}`);
+    await insertRawRows(this.deps.store, rows, `${this.deps.nats.topology.stream}:${Math.min(...seqs)}-${Math.max(...seqs)}:${rows.length}`, new TimeSlice());
     end();
     this.deps.metrics.processorInsertRows.inc(rows.length);
   }
