@@ -1,17 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { parse, stringify } from 'lossless-json';
-import { elementTexts, scanJson } from '../common/json-text.ts';
 import { partitionOf } from '../common/partition.ts';
-import { groupByPartition, partitionMessages, splitArray, type ParsedBatch } from './publisher.ts';
+import { groupByPartition, parsedBatch, partitionMessages, splitArray, type ParsedBatch } from './publisher.ts';
 
 const evText = (id: string, tokens = '1') => `{"specversion":"1.0","source":"s","id":"${id}","type":"t","subject":"c","data":{"tokens":${tokens}}}`;
 
 /** A batch as ingest parses it: JSON.parse (numbers rounded), texts sliced from the body. */
-function ingestBatch(body: string): ParsedBatch {
-  const parsed: unknown = JSON.parse(body);
-  const isArray = Array.isArray(parsed);
-  return { items: isArray ? parsed : [parsed], isArray, texts: () => elementTexts(body, scanJson(body)) };
-}
+const ingestBatch = (body: string): ParsedBatch => parsedBatch(body, JSON.parse(body));
 
 describe('groupByPartition', () => {
   it('one partition: the body is kept as received (no texts)', () => {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { JetStreamClient } from '@nats-io/jetstream';
+import { elementTexts, scanJson } from '../common/json-text.ts';
 import { partitionOfItem } from '../common/partition.ts';
 import { AppError, errorMessage } from '../common/errors.ts';
 import type { Metrics } from '../common/metrics.ts';
@@ -76,6 +77,12 @@ export interface ParsedBatch {
   items: unknown[];
   isArray: boolean;
   texts(): string[];
+}
+
+/** `body` as a batch, given what `JSON.parse(body)` returned; the texts are sliced from `body` when asked for. */
+export function parsedBatch(body: string, parsed: unknown): ParsedBatch {
+  const isArray = Array.isArray(parsed);
+  return { items: isArray ? parsed : [parsed], isArray, texts: () => elementTexts(body, scanJson(body)) };
 }
 
 /**

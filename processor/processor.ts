@@ -5,14 +5,14 @@ import { stringify as losslessStringify } from 'lossless-json';
 import type { CatalogReplica } from '../common/catalog.ts';
 import type { Store } from '../common/clickhouse.ts';
 import { errorMessage } from '../common/errors.ts';
-import { elementTexts, parseExact, scanJson, type ExactJson } from '../common/json-text.ts';
+import { parseExact, type ExactJson } from '../common/json-text.ts';
 import { TimeSlice } from '../common/time-slice.ts';
 import type { Leases } from '../common/lease.ts';
 import type { Logger } from '../common/logger.ts';
 import type { Metrics } from '../common/metrics.ts';
 import { partitionConsumer, ROUTER_CONSUMER, type NatsClients } from '../common/nats.ts';
 import { PARTITION_SQL } from '../common/partition.ts';
-import { checkEvent, eventKey, partitionMessages, RECEIVED_AT_HEADER, type TimeLimits, type UsageEvent } from '../ingest/index.ts';
+import { checkEvent, eventKey, parsedBatch, partitionMessages, RECEIVED_AT_HEADER, type TimeLimits, type UsageEvent } from '../ingest/index.ts';
 import { Backfiller } from './backfill.ts';
 import { DeadLetters, type DeadLetterEntry } from './dead-letter.ts';
 import { DedupIndex, KEY_HASH_EXACT_SQL, STORED_KEY_PACKED_SQL } from './dedup.ts';
@@ -431,10 +431,8 @@ export class Processor {
       try {
         // Only `source` and `id` are read here (strings): JSON.parse suffices, and the events
         // move on as their texts, byte for byte.
-        const parsed: unknown = JSON.parse(text);
-        const isArray = Array.isArray(parsed);
         const limit = (nats.nc.info?.max_payload ?? 1024 * 1024) - 1024;
-        parts = partitionMessages(text, { items: isArray ? parsed : [parsed], isArray, texts: () => elementTexts(text, scanJson(text)) }, this.partitions, limit);
+        parts = partitionMessages(text, parsedBatch(text, JSON.parse(text)), this.partitions, limit);
       } catch {
         parts = [{ partition: 0, part: '', data: text }]; // malformed: partition 0's owner dead-letters it with the reason
       }

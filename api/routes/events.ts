@@ -1,7 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { AppError } from '../../common/errors.ts';
-import { elementTexts, scanJson } from '../../common/json-text.ts';
-import { checkBatch } from '../../ingest/index.ts';
+import { checkBatch, parsedBatch } from '../../ingest/index.ts';
 import type { AppDeps } from '../app.ts';
 
 const MAX_LISTED_ERRORS = 100;
@@ -81,8 +80,7 @@ export function registerIngestRoutes(app: FastifyInstance, deps: AppDeps): void 
           throw new AppError('REQUEST_INVALID', 'Idempotency-Key must be 1-200 printable ASCII characters without spaces');
         }
         // A batch spanning partitions is cut into per-partition messages of the events' texts as received.
-        const batch = { items, isArray, texts: () => elementTexts(text, scanJson(text)) };
-        const res = await deps.publisher.publish(text, { idempotencyKey, receivedAtMs, batch });
+        const res = await deps.publisher.publish(text, { idempotencyKey, receivedAtMs, batch: parsedBatch(text, parsed) });
         if (!res.duplicate) metrics.ingestEventsAccepted.inc(items.length);
         metrics.ingestRequests.inc({ status: '202' });
         return reply.status(202).send({ accepted: items.length, duplicate: res.duplicate });
