@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { jsonChunks } from './http.ts';
+import { csvCell, jsonChunks } from './http.ts';
 
 describe('jsonChunks', () => {
   const invoice = (i: number) => ({ id: `inv_${i}`, total: '10.00', lines: [{ id: `l${i}`, amount: '10.00', meter: undefined, breakdown: [{ units: '1' }] }], note: 'quote " and \u2028 é' });
@@ -23,5 +23,38 @@ describe('jsonChunks', () => {
     expect(chunks.length).toBeGreaterThan(10);
     expect(Math.max(...chunks.map((c) => c.length))).toBeLessThan(10_000 + 500);
     expect(chunks.join('')).toBe(JSON.stringify(value));
+  });
+});
+
+describe('csvCell: CSV injection (OWASP) and RFC 4180 quoting', () => {
+  const cases: [string, string | number | null | undefined, string][] = [
+    ['plain text', 'acme', 'acme'],
+    ['empty', '', ''],
+    ['null', null, ''],
+    ['undefined', undefined, ''],
+    ['a positive decimal', '12.50', '12.50'],
+    ['a negative decimal (a credit) stays a number', '-12.50', '-12.50'],
+    ['a negative integer', '-3', '-3'],
+    ['a JS number', -0.5, '-0.5'],
+    ['an ISO time', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z'],
+    ['= formula', '=1+1', "'=1+1"],
+    ['=HYPERLINK with a quote and a comma', '=HYPERLINK("http://x","y")', `"'=HYPERLINK(""http://x"",""y"")"`],
+    ['+ formula', '+1+1', "'+1+1"],
+    ['- formula that starts like a number', "-1+cmd|' /C calc'!A0", "'-1+cmd|' /C calc'!A0"],
+    ['- text', '-foo', "'-foo"],
+    ['a lone minus', '-', "'-"],
+    ['a decimal with an exponent is not a plain number', '-1e5', "'-1e5"],
+    ['a signed positive number is text here', '+12.50', "'+12.50"],
+    ['@ formula', '@SUM(A1:A9)', "'@SUM(A1:A9)"],
+    ['leading tab', '\t=1+1', "'\t=1+1"],
+    ['leading carriage return', '\r=1+1', `"'\r=1+1"`],
+    ['formula character not at the start', 'a=b', 'a=b'],
+    ['comma', 'a,b', '"a,b"'],
+    ['quote', 'say "hi"', '"say ""hi"""'],
+    ['newline', 'a\nb', '"a\nb"'],
+    ['JSON breakdown', '[{"units":"1"}]', '"[{""units"":""1""}]"'],
+  ];
+  it.each(cases)('%s', (_, input, expected) => {
+    expect(csvCell(input)).toBe(expected);
   });
 });

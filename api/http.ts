@@ -33,18 +33,27 @@ export const stringList = z
   .optional()
   .transform((v) => (v === undefined ? [] : Array.isArray(v) ? v : [v]));
 
-/** Sends rows as CSV (RFC 4180 quoting) with a download filename: finance exports. */
+/** A decimal number as the API writes amounts and quantities: a spreadsheet reads it as a number, never a formula. */
+const CSV_NUMBER = /^-?\d+(\.\d+)?$/;
+
+/**
+ * One CSV cell (RFC 4180 quoting), safe to open in a spreadsheet (OWASP CSV injection): text
+ * starting with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`, so it is
+ * shown as text and never run as a formula. A plain decimal number such as `-12.50` (a credit)
+ * is left as it is: it is a number, and stays one in the spreadsheet.
+ */
+export function csvCell(v: string | number | null | undefined): string {
+  const s = v === null || v === undefined ? '' : String(v);
+  const safe = /^[=+\-@\t\r]/.test(s) && !CSV_NUMBER.test(s) ? `'${s}` : s;
+  return /[",\n\r]/.test(safe) ? `"${safe.replaceAll('"', '""')}"` : safe;
+}
+
+/** Sends rows as CSV (see `csvCell`: RFC 4180 quoting, formulas neutralised) with a download filename: finance exports. */
 export function sendCsv(reply: FastifyReply, filename: string, header: string[], rows: (string | number | null | undefined)[][]): FastifyReply {
-  const esc = (v: string | number | null | undefined) => {
-    const s = v === null || v === undefined ? '' : String(v);
-    // A leading =, +, - or @ would be a formula in a spreadsheet: quote-prefix it.
-    const safe = /^[=+@]/.test(s) || (/^-/.test(s) && !/^-\d/.test(s)) ? `'${s}` : s;
-    return /[",\n\r]/.test(safe) ? `"${safe.replaceAll('"', '""')}"` : safe;
-  };
   return reply
     .header('content-type', 'text/csv; charset=utf-8')
-    .header('content-disposition', `attachment; filename="${filename}"`)
-    .send([header, ...rows].map((r) => r.map(esc).join(',')).join('\r\n') + '\r\n');
+    .header('content-disposition', `attachment; filename="${filename.replace(/[^\x20-\x7e]|["\\]/g, '_')}"`)
+    .send([header, ...rows].map((r) => r.map(csvCell).join(',')).join('\r\n') + '\r\n');
 }
 
 /**
