@@ -30,6 +30,8 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
       registers: reg,
     }),
     processorDedupKeys: new Gauge({ name: 'meterline_processor_dedup_keys', help: 'Keys held in the in-memory dedup index', registers: reg }),
+    processorStuckPartitions: new Gauge({ name: 'meterline_processor_stuck_partitions', help: 'Partitions whose writes have kept failing for a minute or more (the store away or refusing)', registers: reg }),
+    processorLedgerReplays: new Counter({ name: 'meterline_processor_ledger_replays_total', help: 'Inserts cut off by a crash or a lost lease, repeated from the write ledger by the next owner', registers: reg }),
     processorStoreLookups: new Counter({ name: 'meterline_processor_dedup_store_lookups_total', help: 'Keys checked against ClickHouse because memory did not cover the window', registers: reg }),
     apiRequestSeconds: new Histogram({
       name: 'meterline_api_request_duration_seconds',

@@ -11,16 +11,28 @@ import type { Leases } from '../common/lease.ts';
 import type { Logger } from '../common/logger.ts';
 import type { Metrics } from '../common/metrics.ts';
 import { partitionConsumer, ROUTER_CONSUMER, type NatsClients } from '../common/nats.ts';
-import { PARTITION_SQL } from '../common/partition.ts';
+import { PARTITION_SQL, partitionOf } from '../common/partition.ts';
 import { checkEvent, eventKey, parsedBatch, partitionMessages, RECEIVED_AT_HEADER, type TimeLimits, type UsageEvent } from '../ingest/index.ts';
 import { Backfiller } from './backfill.ts';
 import { DeadLetters, type DeadLetterEntry } from './dead-letter.ts';
 import { DedupIndex, KEY_HASH_EXACT_SQL, STORED_KEY_PACKED_SQL } from './dedup.ts';
-import { meterValues, type Meter } from './meters.ts';
+import { meterValues, type Meter, type MeterValue } from './meters.ts';
 import { Ownership, ROUTER, unitName, type Unit } from './ownership.ts';
 import { insertRawRows, type RawRow } from './raw-rows.ts';
+import { ledgerEntry, ledgerRows, WriteLedger, type LedgerEntry } from './write-ledger.ts';
 
 const UTF8 = new TextDecoder();
+/** Strict: bytes that are not UTF-8 are refused, never replaced (two distinct ids must not become one). */
+const UTF8_STRICT = new TextDecoder('utf-8', { fatal: true });
+
+/** Replaying a recorded insert rebuilds the events it held: the time limits were checked then. */
+const NO_LIMITS: TimeLimits = { maxFutureMs: Number.POSITIVE_INFINITY, maxPastMs: Number.POSITIVE_INFINITY };
+
+/** While this lease is held (by `meterline repair`), processors write nothing. */
+export const MAINTENANCE_LEASE = 'maintenance.writes';
+
+/** A partition whose writes keep failing for this long is reported stuck (`/readyz`, a metric). */
+const STUCK_AFTER_MS = 60_000;
 
 /**
  * True when ClickHouse refused the rows themselves (a value it cannot parse or store): retrying
@@ -91,9 +103,42 @@ interface Prepared {
   now: number;
   /** `Processor.metersVersion` when the meter values were computed. */
   metersVersion: number;
+  /** The meters the values were computed with. */
+  meters: Meter[];
 }
 
 const EMPTY: ReadonlySet<string> = new Set();
+
+/** The `events_raw` row of an accepted event: a function of the event, so a replay rebuilds it exactly. */
+function rawRow(c: Candidate, values: MeterValue[], ingestedAtMs: number): RawRow {
+  return {
+    source: c.event.source,
+    id: c.event.id,
+    type: c.event.type,
+    subject: c.event.subject,
+    time: c.event.timeMs,
+    ingested_at: ingestedAtMs,
+    received_at: c.receivedAtMs,
+    data: (c.lossless ? losslessStringify(c.event.data) : JSON.stringify(c.event.data)) ?? '{}',
+    stream_seq: c.seq,
+    meter_values: values,
+  };
+}
+
+/**
+ * When a message was received: the header ingest and the router set, else the stream's timestamp
+ * in nanoseconds (as the client reads it from the ack subject: `parseInt`, a double), in ms.
+ */
+function receivedAt(header: string | undefined, timestampNanos: number): number {
+  return header ? Number(header) : Math.floor(timestampNanos / 1e6);
+}
+
+/** JetStream's stored-message time (RFC 3339 with nanoseconds) as the client's `timestampNanos` would read it. */
+export function storedTimestampNanos(ts: string): number {
+  const m = /^(.*?)(?:\.(\d+))?Z$/.exec(ts);
+  const nanos = m ? BigInt(Date.parse(`${m[1]}Z`)) * 1_000_000n + BigInt((m[2] ?? '').padEnd(9, '0').slice(0, 9)) : BigInt(Date.parse(ts)) * 1_000_000n;
+  return parseInt(nanos.toString(), 10);
+}
 
 /** A cheap estimate of the events in a message (about 200 bytes each), to bound a batch without parsing twice. */
 const eventsEstimate = (m: JsMsg) => 1 + Math.floor(m.data.length / 200);
@@ -116,6 +161,12 @@ interface Queued {
   m: JsMsg;
 }
 
+/** An event the store refused, by its position in the insert's rows. */
+interface Refused {
+  at: number;
+  err: unknown;
+}
+
 /**
  * Consumes the event stream and writes exact rows to ClickHouse.
  *
@@ -133,21 +184,28 @@ interface Queued {
  *    (when memory does not cover the window: after a restart, a take-over, a failed insert) in
  *    `event_keys`;
  * 3. compute each meter's value; an event no meter can count goes to the dead-letter stream;
- * 4. check the leases are still held (a processor that lost one writes nothing for it), then
- *    one INSERT into `events_raw` (the materialized views fan it out to `event_keys`,
- *    `meter_values` and the rollups), with a deterministic deduplication token;
- * 5. record the keys in memory, park dead letters (awaiting JetStream's ack);
- * 6. ack the messages.
+ * 4. check the leases are still held (a processor that lost one writes nothing for it) and that
+ *    no repair holds the maintenance lease;
+ * 5. record in the write ledger (NATS KV, write-ledger.ts) how to rebuild the batch's rows exactly;
+ * 6. one INSERT into `events_raw` (the materialized views fan it out to `event_keys`,
+ *    `meter_values` and the rollups), with a deterministic deduplication token, repeated
+ *    identically until it lands; events the store refuses are found by halving and dead-lettered;
+ * 7. clear the ledger entry; record the keys in memory, park dead letters;
+ * 8. ack the messages.
  *
- * Steps 1 to 3 of the next batch run while the previous one is in steps 4 to 6 (its insert runs
+ * Steps 1 to 3 of the next batch run while the previous one is in steps 4 to 8 (its insert runs
  * on ClickHouse's threads); the keys of the batch being written count as stored for it, and
  * writes happen one at a time, in order.
  *
- * A crash before 4 completes redelivers the batch and nothing was written. A crash between 4
- * and 6 redelivers a batch whose events are in `event_keys`: whoever owns the partition next
- * loads its keys from that table and checks fresh keys against it for a while after taking
- * over, so they are dropped as duplicates. Rows are never counted twice, and an event is never
- * acked before it is stored or parked.
+ * A crash before 6 starts redelivers the batch and nothing was written (a ledger entry without
+ * rows is replayed as a plain insert). ClickHouse commits the insert table by table, so a crash
+ * during 6 can leave `events_raw` with the batch and `meter_values` or a rollup without it. Whoever
+ * owns the partition next (this process after a restart, or another) first repeats every ledger
+ * entry naming the partition: same rows, same token, and every table skips the blocks it has and
+ * writes the ones it lacks. Only then does it load the partition's keys and consume, so the
+ * redelivered events are duplicates in every table alike. A crash between 7 and 8 redelivers
+ * events that are stored everywhere: dropped as duplicates. Rows are never counted twice, never
+ * missing from a view, and an event is never acked before it is stored or parked.
  */
 export class Processor {
   private readonly indexes = new Map<number, DedupIndex>();
@@ -170,6 +228,9 @@ export class Processor {
   private metersVersion = 0;
   private failure: unknown;
   private unsubscribe: (() => void) | undefined;
+  private ledger: WriteLedger | undefined;
+  /** Partitions whose current write keeps failing, since when and why. */
+  private readonly failingSince = new Map<Unit, { sinceMs: number; reason: string }>();
 
   constructor(private readonly deps: ProcessorDeps) {
     this.log = deps.logger.child({ component: 'processor' });
@@ -198,6 +259,7 @@ export class Processor {
       { acquired: (u) => this.acquired(u), released: (u, reason) => this.released(u, reason) },
       this.log,
     );
+    this.ledger = await WriteLedger.open(this.deps.nats.js, this.ownership.holder, this.deps.nats.topology.replicas);
     await this.ownership.start();
     this.pendingTimer = setInterval(() => void this.reportPending(), 5_000);
     this.pendingTimer.unref();
@@ -251,7 +313,13 @@ export class Processor {
 
   private async acquired(unit: Unit): Promise<void> {
     if (unit !== ROUTER) {
+      // A write cut off half-way (a crash, a lost lease) is completed before anything else of the
+      // partition is read: its keys are then in `event_keys` and every table has its rows.
+      const replayed = await this.replayLedger(unit);
       await this.loadDedupIndex(unit);
+      // Their rows keep the `ingested_at` of the first attempt, which may be older than the dedup
+      // window (a restart days later): the redelivered copies are duplicates all the same.
+      this.index(unit).add(replayed, Date.now());
       // The previous owner's last insert may land after the load (it was in flight when it died):
       // until its messages have been redelivered, fresh keys are checked in the store too.
       this.verifyUntil.set(unit, Date.now() + (this.deps.options.handoverVerifyMs ?? 90_000));
@@ -426,15 +494,16 @@ export class Processor {
         m.nak();
         continue;
       }
-      const text = UTF8.decode(m.data);
-      let parts: { partition: number; part: string; data: string }[];
+      let parts: { partition: number; part: string; data: string | Uint8Array }[];
       try {
         // Only `source` and `id` are read here (strings): JSON.parse suffices, and the events
-        // move on as their texts, byte for byte.
+        // move on as their texts, byte for byte. Bytes that are not UTF-8 are never decoded with
+        // replacement characters (two distinct ids would become one).
+        const text = UTF8_STRICT.decode(m.data);
         const limit = (nats.nc.info?.max_payload ?? 1024 * 1024) - 1024;
         parts = partitionMessages(text, parsedBatch(text, JSON.parse(text)), this.partitions, limit);
       } catch {
-        parts = [{ partition: 0, part: '', data: text }]; // malformed: partition 0's owner dead-letters it with the reason
+        parts = [{ partition: 0, part: '', data: m.data }]; // malformed: partition 0's owner dead-letters it, bytes as they came, with the reason
       }
       const h = natsHeaders();
       const received = m.headers?.get(RECEIVED_AT_HEADER);
@@ -616,12 +685,6 @@ export class Processor {
 
   // ---- a batch -----------------------------------------------------------------------------
 
-  /** One batch, start to end (no other batch in flight: used to retry messages one by one). */
-  private async handle(batch: Queued[]): Promise<void> {
-    const prepared = await this.prepare(await this.decode(batch), EMPTY);
-    if (prepared) await this.write(prepared);
-  }
-
   /** Step 1, pure CPU work: decode and validate every event of the batch. */
   private async decode(batch: Queued[]): Promise<Decoded> {
     const { options } = this.deps;
@@ -631,10 +694,15 @@ export class Processor {
     for (const { feed, m } of batch) {
       if (slice.due()) await slice.pause();
       const partition = feed.unit;
-      const header = m.headers?.get(RECEIVED_AT_HEADER);
-      const receivedAtMs = header ? Number(header) : Math.floor(Number(m.info.timestampNanos) / 1e6);
+      const receivedAtMs = receivedAt(m.headers?.get(RECEIVED_AT_HEADER), Number(m.info.timestampNanos));
       let parsed: ExactJson;
-      const text = UTF8.decode(m.data);
+      let text: string;
+      try {
+        text = UTF8_STRICT.decode(m.data);
+      } catch {
+        dead.push(this.deadLetter('the message is not valid UTF-8: send events as UTF-8 JSON', m.seq, -1, receivedAtMs, UTF8.decode(m.data)));
+        continue;
+      }
       try {
         parsed = parseExact(text);
       } catch (err) {
@@ -698,26 +766,15 @@ export class Processor {
         continue;
       }
       accepted.push(c);
-      rows.push({
-        source: c.event.source,
-        id: c.event.id,
-        type: c.event.type,
-        subject: c.event.subject,
-        time: c.event.timeMs,
-        ingested_at: now,
-        received_at: c.receivedAtMs,
-        data: (c.lossless ? losslessStringify(c.event.data) : JSON.stringify(c.event.data)) ?? '{}',
-        stream_seq: c.seq,
-        meter_values: mv.values,
-      });
+      rows.push(rawRow(c, mv.values, now));
     }
-    return { decoded, rows, accepted, dead, duplicates: candidates.length - fresh.length, now, metersVersion };
+    return { decoded, rows, accepted, dead, duplicates: candidates.length - fresh.length, now, metersVersion, meters };
   }
 
   /**
-   * Steps 4 to 6: the fence, one insert, then remember keys and park dead letters, then ack. On
-   * the serial chain. True when the batch's accepted events were stored (their keys are in the
-   * index); false when its messages go back.
+   * Steps 4 to 6: the fence, the ledger, one insert, then remember keys and park dead letters,
+   * then ack. On the serial chain. True when the batch's accepted events were stored (their keys
+   * are in the index) or parked; false when its messages go back.
    */
   private async write(prepared: Prepared): Promise<boolean> {
     const { metrics, options } = this.deps;
@@ -726,9 +783,12 @@ export class Processor {
     const p = prepared.metersVersion === this.metersVersion ? prepared : await this.prepare(prepared.decoded, EMPTY);
     if (!p) return false;
     const { batch } = p.decoded;
-    const { rows, accepted, dead, now } = p;
+    const { rows, dead, now } = p;
     const msgs = batch.map((q) => q.m);
-    const lost = [...new Set(batch.map((q) => q.feed.unit))].filter((u) => !this.ownership?.holds(u));
+    const units = [...new Set(batch.map((q) => q.feed.unit))];
+    // `meterline repair` holds the maintenance lease while it rewrites rows: nothing is written meanwhile.
+    await this.waitForMaintenance(msgs);
+    const lost = units.filter((u) => !this.ownership?.holds(u));
     if (lost.length > 0) {
       // A partition's lease lapsed while the batch was prepared: another processor may own it
       // now. Write nothing; the messages go back to whoever owns their partitions.
@@ -736,15 +796,34 @@ export class Processor {
       for (const m of msgs) m.nak();
       return false;
     }
+    let accepted = p.accepted;
     if (rows.length > 0) {
-      const err = await this.insert(rows, msgs).then(
-        () => undefined,
-        (e: unknown) => this.retryInsert(rows, batch, e),
-      );
-      if (err !== undefined) {
-        // Message by message, some may be stored: their keys are in the index then.
-        await this.onInsertFailure(err, batch, now);
+      const token = `${this.deps.nats.topology.stream}:${Math.min(...msgs.map((m) => m.seq))}-${Math.max(...msgs.map((m) => m.seq))}:${rows.length}`;
+      const types = new Set(rows.map((r) => r.type));
+      const entry = ledgerEntry(token, units, now, p.meters.filter((m) => types.has(m.eventType)), accepted);
+      // The ledger first: from here on, a crash anywhere leaves the next owner what it needs to
+      // repeat this exact insert (see write-ledger.ts). If NATS cannot record it, nothing is written.
+      const revision = await this.ledger!.record(entry);
+      let refused: Refused[];
+      try {
+        refused = await this.land(rows, token, units, msgs);
+      } catch (err) {
+        // Given up unlanded (the partition lost, or stopping): the entry stays for the next owner,
+        // and until redeliveries are through fresh keys are checked against the store as well.
+        await this.ledger!.orphan(entry, revision).catch((e: unknown) => this.log.error({ err: errorMessage(e) }, 'could not keep an unlanded insert in the write ledger'));
+        for (const u of units) this.verifyUntil.set(u, Math.max(this.verifyUntil.get(u) ?? 0, now + 5 * 60_000));
+        this.log.error({ err: errorMessage(err), messages: batch.length }, 'insert not landed; messages will be redelivered');
+        this.retryLater(msgs);
         return false;
+      }
+      await this.ledger!.clear(revision);
+      if (refused.length > 0) {
+        const out = new Set(refused.map((r) => r.at));
+        for (const r of refused) {
+          const c = accepted[r.at]!;
+          dead.push(this.deadLetter(`store rejected the event: ${errorMessage(r.err)}`, c.seq, c.index, c.receivedAtMs, losslessStringify(c.raw) ?? 'null'));
+        }
+        accepted = accepted.filter((_c, i) => !out.has(i));
       }
     }
     const byPartition = new Map<number, string[]>();
@@ -764,80 +843,160 @@ export class Processor {
       }
     }
     metrics.processorDedupKeys.set(this.dedupKeys());
-    for (const d of dead) {
-      await this.deadLetters.park(d);
-      metrics.processorDeadLettered.inc({ reason: d.reason.startsWith('meter') ? 'meter_value' : d.reason.startsWith('store') ? 'store_rejected' : 'invalid_event' });
-    }
+    await this.parkAll(dead);
     metrics.processorDuplicates.inc(p.duplicates);
-    metrics.processorEvents.inc({ outcome: 'stored' }, rows.length);
+    metrics.processorEvents.inc({ outcome: 'stored' }, accepted.length);
     metrics.processorEvents.inc({ outcome: 'duplicate' }, p.duplicates);
     metrics.processorEvents.inc({ outcome: 'dead_lettered' }, dead.length);
     for (const m of msgs) m.ack();
     return true;
   }
 
+  private async parkAll(dead: DeadLetterEntry[]): Promise<void> {
+    for (const d of dead) {
+      await this.deadLetters.park(d);
+      this.deps.metrics.processorDeadLettered.inc({ reason: d.reason.startsWith('meter') ? 'meter_value' : d.reason.startsWith('store') ? 'store_rejected' : 'invalid_event' });
+    }
+  }
+
   private deadLetter(reason: string, streamSeq: number, index: number, receivedAtMs: number, eventText: string): DeadLetterEntry {
     return { reason, stream: this.deps.nats.topology.stream, streamSeq, index, receivedAtMs, deadLetteredAt: new Date().toISOString(), event: eventText };
   }
 
-  private async insert(rows: RawRow[], msgs: JsMsg[]): Promise<void> {
+  /** Waits while `meterline repair` holds the maintenance lease, keeping the messages from redelivery. */
+  private async waitForMaintenance(msgs: JsMsg[]): Promise<void> {
+    for (let logged = false; !this.stopping; ) {
+      const holder = await this.deps.leases.holderOf(MAINTENANCE_LEASE).catch(() => undefined);
+      if (!holder) return;
+      if (!logged) this.log.info({ holder }, 'a repair is running: writes wait until it ends');
+      logged = true;
+      for (const m of msgs) m.working();
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+
+  private async insert(rows: RawRow[], token: string): Promise<void> {
     const end = this.deps.metrics.processorInsertSeconds.startTimer();
-    const seqs = msgs.map((m) => m.seq);
-    // Same messages, same rows, same token: a retried insert of a batch that did land is a no-op.
-    await insertRawRows(this.deps.store, rows, `${this.deps.nats.topology.stream}:${Math.min(...seqs)}-${Math.max(...seqs)}:${rows.length}`, new TimeSlice());
+    // Same rows, same token: a retried insert of a batch that did land is a no-op, table by table.
+    await insertRawRows(this.deps.store, rows, token, new TimeSlice());
     end();
     this.deps.metrics.processorInsertRows.inc(rows.length);
   }
 
   /**
-   * The store failed the insert without refusing the data (away, read-only, a timeout): the
-   * insert may have landed in part, e.g. in `events_raw` and some of its views but not all, if
-   * ClickHouse died in the middle. The one exact repair is the same insert again, with the same
-   * rows and deduplication token: ClickHouse then skips the blocks it has and writes the ones
-   * it lacks, in every view. So the batch is held (its messages kept from redelivery) and the
-   * identical insert retried with backoff until it lands. Gives up only when the processor
-   * stops or loses a partition, or the store refuses the data; returns that error, or
-   * undefined once the insert landed.
+   * Inserts `rows` with `token`. When the store refuses the data itself (a value it cannot hold),
+   * the rows are halved, each half with a token derived from the parent's (so a repeat splits and
+   * deduplicates the same way), down to single rows: the refused events are returned by position,
+   * for the dead-letter stream, and every other event is stored. One bad event never blocks a
+   * partition. Other failures (the store away) are thrown.
    */
-  private async retryInsert(rows: RawRow[], batch: Queued[], first: unknown): Promise<unknown> {
-    let err = first;
-    for (let attempt = 0; !rejectsTheData(err); attempt++) {
-      if (this.stopping || batch.some((q) => !q.feed.active || !this.ownership?.holds(q.feed.unit))) return err;
-      if (attempt % 10 === 0) this.log.error({ err: errorMessage(err), rows: rows.length, attempt }, 'insert failed; retrying the same insert until the store is back');
-      for (const q of batch) q.m.working();
-      await new Promise((r) => setTimeout(r, Math.min(5_000, 250 * 2 ** Math.min(attempt, 5))));
-      for (const q of batch) q.m.working();
-      try {
-        await this.insert(rows, batch.map((q) => q.m));
-        return undefined;
-      } catch (e) {
-        err = e;
-      }
+  private async insertSplitting(rows: RawRow[], token: string, offset = 0): Promise<Refused[]> {
+    try {
+      await this.insert(rows, token);
+      return [];
+    } catch (err) {
+      if (!rejectsTheData(err)) throw err;
+      if (rows.length === 1) return [{ at: offset, err }];
+      if (offset === 0 && token.indexOf('/') < 0) this.log.warn({ err: errorMessage(err), rows: rows.length }, 'the store refused a batch; finding the events it refuses by halves');
+      const mid = Math.ceil(rows.length / 2);
+      return [...(await this.insertSplitting(rows.slice(0, mid), `${token}/0`, offset)), ...(await this.insertSplitting(rows.slice(mid), `${token}/1`, offset + mid))];
     }
-    return err;
   }
 
-  private async onInsertFailure(err: unknown, batch: Queued[], now: number): Promise<void> {
-    // The insert may have landed even though we saw an error (a timeout): until redeliveries
-    // are through, fresh keys of these partitions are checked against the store as well.
-    for (const q of batch) this.verifyUntil.set(q.feed.unit, Math.max(this.verifyUntil.get(q.feed.unit) ?? 0, now + 5 * 60_000));
-    const rejected = rejectsTheData(err);
-    if (rejected && batch.length > 1) {
-      // The store refused the data: find the message it refuses by inserting one at a time.
-      this.log.warn({ err: errorMessage(err), messages: batch.length }, 'insert rejected; retrying message by message');
-      for (const q of batch) await this.handle([q]);
-      return;
+  /**
+   * Lands an insert: the same rows and token again, with backoff, until the store takes them.
+   * An insert that failed without a refusal (the store away, read-only, a timeout, ClickHouse dying
+   * in the middle) may have landed in some tables and not others; repeating it exactly is the one
+   * repair (every table skips the blocks it has). Throws only when the processor stops or no longer
+   * holds one of `units`; the write ledger then keeps the insert for the next owner. While it
+   * keeps failing, the partitions are reported stuck.
+   */
+  private async land(rows: RawRow[], token: string, units: Unit[], msgs: JsMsg[] = []): Promise<Refused[]> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const refused = await this.insertSplitting(rows, token);
+        for (const u of units) this.failingSince.delete(u);
+        this.reportStuck();
+        return refused;
+      } catch (err) {
+        const since = Date.now();
+        for (const u of units) if (!this.failingSince.has(u)) this.failingSince.set(u, { sinceMs: since, reason: errorMessage(err) });
+        this.reportStuck();
+        if (this.stopping || units.some((u) => !this.ownership?.holds(u))) throw err;
+        if (attempt % 10 === 0) this.log.error({ err: errorMessage(err), rows: rows.length, attempt }, 'insert failed; retrying the same insert until the store is back');
+        for (const m of msgs) m.working();
+        await new Promise((r) => setTimeout(r, Math.min(5_000, 250 * 2 ** Math.min(attempt, 5))));
+        for (const m of msgs) m.working();
+      }
     }
-    const m = batch[0]?.m;
-    if (rejected && m && m.info.deliveryCount >= this.deps.options.maxDeliveries) {
-      const text = UTF8.decode(m.data);
-      await this.deadLetters.park(this.deadLetter(`store rejected the batch: ${errorMessage(err)}`, m.seq, -1, Date.now(), text));
-      this.deps.metrics.processorDeadLettered.inc({ reason: 'store_rejected' });
-      m.ack();
-      return;
+  }
+
+  private reportStuck(): void {
+    this.deps.metrics.processorStuckPartitions.set(this.stuckPartitions().length);
+  }
+
+  /** Partitions whose writes have been failing for a minute or more (the store away): `/readyz` reports them. */
+  stuckPartitions(now = Date.now()): { partition: number; sinceMs: number; reason: string }[] {
+    const out: { partition: number; sinceMs: number; reason: string }[] = [];
+    for (const [u, f] of this.failingSince) if (u !== ROUTER && now - f.sinceMs >= STUCK_AFTER_MS) out.push({ partition: u, ...f });
+    return out;
+  }
+
+  /**
+   * Repeats every recorded insert that holds messages of `partition` (a previous owner's, or this
+   * process's before a crash) before anything of the partition is consumed: each table gets the
+   * blocks it lacks, so a write cut off half-way is completed and its redelivered events are then
+   * duplicates in every table alike.
+   */
+  private async replayLedger(partition: number): Promise<string[]> {
+    const keys: string[] = [];
+    for (const pending of await this.ledger!.pendingFor(partition)) {
+      const rebuilt = await this.rebuild(pending.entry);
+      if ('gone' in rebuilt) {
+        this.log.error({ token: pending.entry.token, reason: rebuilt.gone }, 'a recorded insert cannot be rebuilt; run `meterline reconcile` and `meterline repair` over its days');
+        await this.ledger!.done(pending);
+        continue;
+      }
+      const refused = await this.land(rebuilt.rows, pending.entry.token, [partition]);
+      await this.parkAll(refused.map((r) => {
+        const c = rebuilt.candidates[r.at]!;
+        return this.deadLetter(`store rejected the event: ${errorMessage(r.err)}`, c.seq, c.index, c.receivedAtMs, losslessStringify(c.raw) ?? 'null');
+      }));
+      const refusedAt = new Set(refused.map((r) => r.at));
+      rebuilt.candidates.forEach((c, i) => {
+        if (!refusedAt.has(i) && partitionOf(c.event.source, c.event.id, this.partitions) === partition) keys.push(c.key);
+      });
+      await this.ledger!.done(pending);
+      this.deps.metrics.processorLedgerReplays.inc();
+      this.log.info({ partition, batch: pending.entry.token, rows: rebuilt.rows.length }, 'repeated an insert cut off by a crash or a lost lease');
     }
-    this.log.error({ err: errorMessage(err), messages: batch.length }, 'insert failed; messages will be redelivered');
-    this.retryLater(batch.map((q) => q.m));
+    return keys;
+  }
+
+  /** The rows of a recorded insert, rebuilt from the stream's messages exactly as they were written. */
+  private async rebuild(entry: LedgerEntry): Promise<{ rows: RawRow[]; candidates: Candidate[] } | { gone: string }> {
+    const { nats } = this.deps;
+    const messages = new Map<number, { receivedAtMs: number; items: unknown[]; lossless: boolean[] }>();
+    for (const [seq] of entry.messages) {
+      const sm = await nats.jsm.streams.getMessage(nats.topology.stream, { seq }).catch(() => null);
+      if (!sm) return { gone: `message ${seq} is no longer in the stream` };
+      const parsed = parseExact(UTF8_STRICT.decode(sm.data));
+      const receivedAtMs = receivedAt(sm.header?.get(RECEIVED_AT_HEADER) || undefined, storedTimestampNanos(sm.timestamp));
+      messages.set(seq, { receivedAtMs, items: parsed.items, lossless: parsed.lossless });
+    }
+    const rows: RawRow[] = [];
+    const candidates: Candidate[] = [];
+    for (const { seq, index } of ledgerRows(entry)) {
+      const m = messages.get(seq)!;
+      const r = checkEvent(m.items[index], m.receivedAtMs, NO_LIMITS);
+      if (!r.ok) return { gone: `event ${index} of message ${seq} no longer checks` };
+      const mv = meterValues(r.event, entry.meters);
+      if (!mv.ok) return { gone: `event ${index} of message ${seq}: ${mv.reason}` };
+      const c: Candidate = { partition: -1, event: r.event, key: eventKey(r.event), seq, index, receivedAtMs: m.receivedAtMs, raw: m.items[index], lossless: m.lossless[index]! };
+      candidates.push(c);
+      rows.push(rawRow(c, mv.values, entry.ingestedAtMs));
+    }
+    return { rows, candidates };
   }
 
   /** The store is unavailable: the messages come back after a delay growing with their deliveries. */

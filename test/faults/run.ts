@@ -8,7 +8,7 @@
  *
  *   npm run test:faults                       every scenario, default runs
  *   npm run test:faults -- --runs 10          more runs of the processor-kill scenario
- *   npm run test:faults -- --only store       one scenario (processor | nats | ingest | store)
+ *   npm run test:faults -- --only store       one scenario (processor | nats | ingest | store | allinone)
  *   npm run test:faults -- --out bench/results/faults.md
  *
  * Exits 1 if any run lost or doubled an event (or could not finish).
@@ -24,7 +24,11 @@ import { startNatsCluster, startNatsServer, type NatsClusterHandle, type NatsSer
 import { partitionOf } from '../../common/partition.ts';
 import { seededRandom } from '../../common/random.ts';
 import { startRuntime, type Runtime } from '../../cli/runtime.ts';
-import { ingestProcess, processorProcess, sleep, storeProcess, type RoleProcess } from './cluster.ts';
+import { ingestProcess, processorProcess, RoleProcess, sleep, storeProcess } from './cluster.ts';
+import { openStore } from '../../common/clickhouse.ts';
+import { freePort } from '../../common/nats-server.ts';
+import { natsTopology } from '../../cli/runtime.ts';
+import { openNats } from '../../common/nats.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -492,9 +496,142 @@ async function storeOutages(): Promise<ScenarioResult> {
   return { name: 'store', title: 'ClickHouse frozen, then killed (twice), for 8 s during load; processors hold the batch and retry the same insert, then catch up', runs, notes, seconds: (Date.now() - t0) / 1000 };
 }
 
+/**
+ * The default deployment as a user runs it: `meterline start` (ingest, processor, API and
+ * scheduler in one process, its own nats-server, ClickHouse embedded in-process) killed with
+ * SIGKILL at random instants while producers send over HTTP and retry until 202, then restarted
+ * on the same state folder. At the end the process is stopped and its ClickHouse is opened here:
+ * every acknowledged event must be in `events_raw`, `event_keys` and `meter_values` exactly once,
+ * and every rollup must equal the events.
+ */
+async function allInOneKills(): Promise<ScenarioResult> {
+  const t0 = Date.now();
+  const runs: RunResult[] = [];
+  const kills = Math.max(10, Number(process.env.FAULTS_ALLINONE_KILLS ?? 10));
+  for (let i = 0; i < Math.max(1, Math.floor(RUNS / 5)); i++) {
+    const seed = 5000 + i;
+    const rnd = seededRandom(seed);
+    const run = `allinone-${seed}`;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meterline-allinone-'));
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const proc = new RoleProcess('meterline start', ['start'], {
+      METERLINE_STATE_DIR: path.join(dir, 'state'),
+      PORT: String(port),
+      EVENT_PARTITIONS: String(PARTITIONS),
+      PROCESSOR_LEASE_TTL: '3s',
+      PROCESSOR_ACK_WAIT: '6s',
+    }, /Meterline is running/);
+    const r = await runSafely(seed, async () => {
+      await proc.start();
+      const adminKey = fs.readFileSync(path.join(dir, 'state', 'admin-key'), 'utf8').trim();
+      for (const meter of [
+        { slug: 'calls', eventType: 'fault', aggregation: 'COUNT' },
+        { slug: 'tokens', eventType: 'fault', aggregation: 'SUM', valueProperty: '$.tokens' },
+      ]) {
+        const res = await fetch(`${url}/api/v1/meters`, { method: 'POST', headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' }, body: JSON.stringify(meter) });
+        if (res.status !== 201) throw new Error(`create meter: ${res.status} ${await res.text()}`);
+      }
+      const load = batches(run, seed, EVENTS * 2);
+      const points = Array.from({ length: kills }, () => 0.05 + rnd() * 0.9).sort((a, b) => a - b);
+      const downs: number[] = [];
+      const fault = (async () => {
+        for (const at of points) {
+          await atProgress(at);
+          await sleep(Math.floor(rnd() * 400)); // a random instant: mid-insert, mid-ack, mid-publish
+          await proc.kill('SIGKILL');
+          const t = Date.now();
+          await proc.start();
+          downs.push(Date.now() - t);
+        }
+      })();
+      fault.catch(() => undefined); // awaited below; a failed restart must not end the suite before it is reported
+      const produced = await produceHttp(url, adminKey, run, load);
+      await fault;
+      const result = await checkAllInOne(proc, url, adminKey, path.join(dir, 'state'), run, produced);
+      result.seed = seed;
+      result.note = `${kills} SIGKILLs of \`meterline start\` at random instants, each restarted on the same state dir (restart ${Math.min(...downs)}–${Math.max(...downs)} ms); producers retried ${produced.retries} requests; ${result.note}`;
+      return result;
+    });
+    await proc.kill('SIGTERM');
+    report(r, i);
+    runs.push(r);
+    if (!r.error && r.lost === 0 && r.doubled === 0 && r.rollupsExact) fs.rmSync(dir, { recursive: true, force: true });
+    else say(`  state kept for inspection: ${dir}`);
+  }
+  return {
+    name: 'allinone',
+    title: '`meterline start` (embedded NATS and ClickHouse in one process) killed with SIGKILL at random instants during HTTP load, restarted on the same state dir',
+    runs,
+    notes: ['Checked after a clean stop by opening the embedded ClickHouse: each acknowledged event once in events_raw, event_keys and meter_values, and the minute, hour and day rollups (through the usage API, which names the rollup it read) equal to the events.'],
+    seconds: (Date.now() - t0) / 1000,
+  };
+}
+
+/** Waits for `meterline start` to have processed everything, then stops it and checks every table. */
+async function checkAllInOne(proc: RoleProcess, url: string, adminKey: string, stateDir: string, run: string, produced: Produced): Promise<RunResult> {
+  const natsUrl = /NATS\s+(nats:\/\/[^\s]+)/.exec(proc.output.slice(proc.output.lastIndexOf('Meterline is running')))?.[1];
+  if (!natsUrl) throw new Error('could not find the embedded NATS url in the output');
+  const nats = await openNats(natsUrl, natsTopology(loadConfig({ EVENT_PARTITIONS: String(PARTITIONS), METERLINE_STATE_DIR: stateDir })), silentLogger(), 'faults-check');
+  try {
+    await settle({ nats, processors: [proc] } as unknown as Env);
+  } finally {
+    await nats.close();
+  }
+  const auth = { authorization: `Bearer ${adminKey}` };
+  const day = 86_400_000;
+  const base = Math.floor(Date.now() / day) * day;
+  // From a day, an hour, a minute and a second boundary: the usage API answers from the day,
+  // hour and minute rollups and from meter_values, and says which.
+  const ranges = [base - 4 * day, base - 4 * day + 3_600_000, base - 4 * day + 60_000, base - 4 * day + 1_000].map((from) => ({ from, to: base + day }));
+  const mismatches: string[] = [];
+  const sources: string[] = [];
+  const distinct = produced.acked.size;
+  for (const { from, to } of ranges) {
+    for (const [meter, want] of [['calls', String(distinct)], ['tokens', String(produced.tokens)]] as const) {
+      const q = `from=${new Date(from).toISOString()}&to=${new Date(to).toISOString()}&subject=${encodeURIComponent(run)}`;
+      const res = await fetch(`${url}/api/v1/meters/${meter}/query?${q}`, { headers: auth });
+      const body = (await res.json()) as { source?: string; data: { value: string }[] };
+      const got = body.data[0]?.value ?? '0';
+      sources.push(body.source ?? '?');
+      if (got !== want) mismatches.push(`${meter} from ${body.source}: ${got}, expected ${want}`);
+    }
+  }
+  await proc.kill('SIGTERM');
+  const store = await openStore({ dataDir: path.join(stateDir, 'clickhouse'), db: 'meterline' });
+  try {
+    const counts = async (sql: string) => {
+      const rs = await store.ch.query({ query: sql, query_params: { run }, format: 'JSONCompactEachRow' });
+      return new Map((await rs.json<[string, string]>()).map(([id, n]) => [id, Number(n)]));
+    };
+    const raw = await counts(`SELECT id, count() FROM meterline.events_raw WHERE source = 'faults' AND subject = {run:String} GROUP BY id`);
+    const keys = await counts(`SELECT id, count() FROM meterline.event_keys WHERE source = 'faults' AND id LIKE concat({run:String}, '-%') GROUP BY id`);
+    const values = await counts(`SELECT concat(meter_id, '/', id), count() FROM meterline.meter_values WHERE source = 'faults' AND subject = {run:String} GROUP BY meter_id, id`);
+    let lost = 0;
+    let doubled = 0;
+    for (const id of produced.acked) {
+      const n = raw.get(id) ?? 0;
+      if (n === 0) lost++;
+      if ((keys.get(id) ?? 0) !== 1) mismatches.push(`event_keys holds ${run}/${id} ${keys.get(id) ?? 0} times`);
+    }
+    for (const n of raw.values()) doubled += Math.max(0, n - 1);
+    const perMeter = new Map<string, number>();
+    for (const [k, n] of values) {
+      const meter = k.split('/')[0]!;
+      perMeter.set(meter, (perMeter.get(meter) ?? 0) + 1);
+      if (n !== 1) mismatches.push(`meter_values holds ${k} ${n} times`);
+    }
+    for (const [meter, n] of perMeter) if (n !== raw.size) mismatches.push(`meter_values has ${n} events of meter ${meter}, events_raw ${raw.size}`);
+    const counted = [...raw.values()].reduce((a, b) => a + b, 0);
+    return { seed: 0, acked: produced.acked.size, counted, lost, doubled, rollupsExact: mismatches.length === 0, note: `rollups read from ${[...new Set(sources)].join(', ')}${mismatches.length ? `; MISMATCHES: ${mismatches.slice(0, 8).join('; ')}` : ''}` };
+  } finally {
+    await store.close();
+  }
+}
+
 // ---- main --------------------------------------------------------------------------------
 
-const scenarios: Record<string, () => Promise<ScenarioResult>> = { processor: processorKills, nats: natsNodeKills, ingest: ingestRestarts, store: storeOutages };
+const scenarios: Record<string, () => Promise<ScenarioResult>> = { processor: processorKills, nats: natsNodeKills, ingest: ingestRestarts, store: storeOutages, allinone: allInOneKills };
 
 function table(results: ScenarioResult[]): string {
   const lines = ['| scenario | runs | events acknowledged | events counted | lost | doubled | rollups exact | failed runs |', '|---|---:|---:|---:|---:|---:|---|---:|'];

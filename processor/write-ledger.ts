@@ -1,0 +1,114 @@
+import { Kvm, type KV } from '@nats-io/kv';
+import type { JetStreamClient } from '@nats-io/jetstream';
+import type { Meter } from './meters.ts';
+
+/**
+ * What it takes to rebuild one insert exactly: the same rows, the same deduplication token.
+ *
+ * The insert into `events_raw` fans out through materialized views to `event_keys`,
+ * `meter_values` and the rollups, and ClickHouse commits each table's part on its own. A process
+ * killed in the middle (SIGKILL of `meterline start`, the store dying) leaves some tables with
+ * the batch and others without. The one exact repair is the identical insert again: with the
+ * same token and `deduplicate_blocks_in_dependent_materialized_views`, every table skips the
+ * block it has and writes the block it lacks. The rows are not kept anywhere else, so before
+ * each insert the processor records here how to rebuild them from the stream: the messages
+ * (stream sequences, which stay in the stream after an ack), which events of each message were
+ * rows, the `ingested_at` of the rows and the meters that gave their values.
+ */
+export interface LedgerEntry {
+  v: 1;
+  token: string;
+  /** The partitions whose messages the batch holds. */
+  units: number[];
+  ingestedAtMs: number;
+  /** The meters whose values the rows carry (definitions as they were; meters are immutable by id). */
+  meters: Meter[];
+  /** In row order: a message's stream sequence and the item indexes that became rows, as inclusive ranges. */
+  messages: [number, [number, number][]][];
+}
+
+/** Builds a ledger entry from the rows' (sequence, item index) pairs, in row order. */
+export function ledgerEntry(token: string, units: Iterable<number>, ingestedAtMs: number, meters: Meter[], rows: Iterable<{ seq: number; index: number }>): LedgerEntry {
+  const messages: LedgerEntry['messages'] = [];
+  let current: [number, [number, number][]] | undefined;
+  for (const { seq, index } of rows) {
+    if (!current || current[0] !== seq) messages.push((current = [seq, []]));
+    const ranges = current[1];
+    const last = ranges[ranges.length - 1];
+    if (last && last[1] === index - 1) last[1] = index;
+    else ranges.push([index, index]);
+  }
+  return { v: 1, token, units: [...new Set(units)].sort((a, b) => a - b), ingestedAtMs, meters, messages };
+}
+
+/** The (sequence, index) pairs of an entry, in row order. */
+export function* ledgerRows(entry: LedgerEntry): Generator<{ seq: number; index: number }> {
+  for (const [seq, ranges] of entry.messages) for (const [from, to] of ranges) for (let i = from; i <= to; i++) yield { seq, index: i };
+}
+
+export interface PendingWrite {
+  key: string;
+  revision: number;
+  entry: LedgerEntry;
+}
+
+const BUCKET = 'meterline_write_ledger';
+
+/**
+ * The write ledger in a NATS KV bucket. Each processor has one slot (`w.<holder>`) for its insert
+ * in flight (writes are serial in a processor): recorded before the insert, cleared once it has
+ * landed in every table. A write given up without landing (its partition lost, the process
+ * stopping) is moved to a key of its own (`o.<token>`), so the slot's next batch does not
+ * overwrite it. Whoever takes a partition next replays every entry naming it before consuming.
+ */
+export class WriteLedger {
+  private constructor(
+    private readonly kv: KV,
+    private readonly slot: string,
+  ) {}
+
+  static async open(js: JetStreamClient, holder: string, replicas = 1): Promise<WriteLedger> {
+    const kv = await new Kvm(js).create(BUCKET, { history: 1, replicas });
+    return new WriteLedger(kv, `w.${keyPart(holder)}`);
+  }
+
+  /** Records the insert about to run; returns the slot's revision. */
+  async record(entry: LedgerEntry): Promise<number> {
+    return this.kv.put(this.slot, JSON.stringify(entry));
+  }
+
+  /** The insert has landed in every table. */
+  async clear(revision: number): Promise<void> {
+    await this.kv.delete(this.slot, { previousSeq: revision }).catch(() => undefined);
+  }
+
+  /** The insert was given up unlanded: keeps it for the next owner under its own key. */
+  async orphan(entry: LedgerEntry, revision: number): Promise<void> {
+    await this.kv.put(`o.${keyPart(entry.token)}`, JSON.stringify(entry));
+    await this.clear(revision);
+  }
+
+  /** Every recorded insert that holds messages of `unit` (any holder's, this one's too). */
+  async pendingFor(unit: number): Promise<PendingWrite[]> {
+    const out: PendingWrite[] = [];
+    const keys: string[] = [];
+    for await (const k of await this.kv.keys()) keys.push(k);
+    for (const key of keys) {
+      const e = await this.kv.get(key);
+      if (!e || e.operation !== 'PUT' || e.length === 0) continue;
+      const entry = e.json<LedgerEntry>();
+      if (entry.v === 1 && entry.units.includes(unit)) out.push({ key, revision: e.revision, entry });
+    }
+    return out;
+  }
+
+  /** A replayed entry has landed: removes exactly that revision (a newer entry in the slot stays). */
+  async done(p: PendingWrite): Promise<void> {
+    await this.kv.delete(p.key, { previousSeq: p.revision }).catch(() => undefined);
+  }
+}
+
+/** A KV key part: letters, digits, `-`, `_`, `=`; anything else becomes `_` plus a short hash-free escape. */
+function keyPart(s: string): string {
+  return s.replace(/[^A-Za-z0-9_=-]/g, (c) => `_${c.charCodeAt(0).toString(16)}_`);
+}

@@ -1,0 +1,107 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Kvm } from '@nats-io/kv';
+import type { NatsServerHandle } from '../common/nats-server.ts';
+import { partitionOf } from '../common/partition.ts';
+import { insertRawRows, type RawRow } from '../processor/raw-rows.ts';
+import { ledgerEntry } from '../processor/write-ledger.ts';
+import { ce, eventually, startTestNats, startTestRuntime, testConfig, type TestRuntime } from './harness.ts';
+
+/**
+ * The write ledger against real NATS and ClickHouse: what a process killed half-way through an
+ * insert leaves behind is completed exactly, table by table, by whoever owns the partition next.
+ */
+describe('write ledger', () => {
+  let nats: NatsServerHandle;
+  let api: TestRuntime;
+  const config = () => testConfig(nats.url, { EVENT_PARTITIONS: '4', PROCESSOR_LEASE_TTL: '2s' });
+  let cfg: ReturnType<typeof config>;
+
+  beforeAll(async () => {
+    nats = await startTestNats();
+    cfg = config();
+    api = await startTestRuntime(cfg, ['api']);
+    const r = await api.app!.inject({ method: 'POST', url: '/api/v1/meters', headers: { authorization: `Bearer ${api.adminKey}` }, payload: { slug: 'tokens', eventType: 'ledger.test', aggregation: 'SUM', valueProperty: '$.tokens' } });
+    expect(r.statusCode).toBe(201);
+    await eventually(async () => api.meters.list().length, (n) => n === 1);
+  }, 120_000);
+  afterAll(async () => {
+    await api?.stop();
+    await nats?.stop();
+  });
+
+  const q = async (sql: string) => {
+    const { ch, db } = api.store!;
+    const rs = await ch.query({ query: sql.replaceAll('DB.', `${db}.`), format: 'JSONEachRow' });
+    return rs.json<Record<string, string>>();
+  };
+
+  it('an insert cut off after events_raw and event_keys (meter_values and rollups missing) is completed by repeating it with the same token, and nothing is doubled', async () => {
+    const { ch, db } = api.store!;
+    const meter = api.meters.list()[0]!;
+    const rows: RawRow[] = Array.from({ length: 50 }, (_, i) => ({
+      source: 'partial', id: `p-${i}`, type: 'ledger.test', subject: 'partial-co', time: Date.UTC(2026, 10, 3, 10, i), ingested_at: Date.UTC(2026, 11, 1), received_at: Date.UTC(2026, 11, 1),
+      data: `{"tokens":${i + 1}}`, stream_seq: 1, meter_values: [{ meter_id: meter.id, value: String(i + 1), value_key: '', group_by: {} }],
+    }));
+    // The state a SIGKILL between two views leaves: events_raw and event_keys have the block,
+    // meter_values (and the rollups it feeds) do not.
+    await ch.command({ query: `DETACH TABLE ${db}.meter_values_mv` });
+    try {
+      await insertRawRows(api.store!, rows, 'ledger-test:partial');
+    } finally {
+      await ch.command({ query: `ATTACH TABLE ${db}.meter_values_mv` });
+    }
+    expect((await q(`SELECT count() AS n FROM DB.meter_values WHERE source = 'partial'`))[0]!.n).toBe('0');
+    // The repair the ledger makes: the identical insert again.
+    await insertRawRows(api.store!, rows, 'ledger-test:partial');
+    await insertRawRows(api.store!, rows, 'ledger-test:partial');
+    expect(await q(`SELECT toString(count()) AS n, toString(uniqExact(id)) AS u FROM DB.events_raw WHERE source = 'partial'`)).toEqual([{ n: '50', u: '50' }]);
+    expect(await q(`SELECT toString(count()) AS n FROM DB.event_keys WHERE source = 'partial'`)).toEqual([{ n: '50' }]);
+    expect(await q(`SELECT toString(count()) AS n, toString(sum(value)) AS s FROM DB.meter_values WHERE source = 'partial'`)).toEqual([{ n: '50', s: '1275' }]);
+    // Every rollup, through the usage API (which says which table answered).
+    for (const [from, source] of [['2026-11-03T00:00:00Z', 'meter_usage_1d'], ['2026-11-03T01:00:00Z', 'meter_usage_1h'], ['2026-11-03T00:01:00Z', 'meter_usage_1m']] as const) {
+      const r = await api.app!.inject({ method: 'GET', url: `/api/v1/meters/tokens/query?subject=partial-co&from=${from}&to=2026-11-04T00:00:00Z`, headers: { authorization: `Bearer ${api.adminKey}` } });
+      const body = r.json() as { source: string; data: { value: string }[] };
+      expect(body.source.startsWith(source)).toBe(true);
+      expect(body.data[0]?.value).toBe('1275');
+    }
+  });
+
+  it('a processor taking a partition first repeats the insert a crashed owner recorded, then drops the redelivered events as duplicates', async () => {
+    const { js } = api.nats;
+    const partition = 1;
+    const events = Array.from({ length: 400 }, (_, i) => ce({ id: `crashed-${i}`, source: 'ledger', type: 'ledger.test', subject: 'crash-co', time: new Date(Date.now() - 3_600_000).toISOString(), data: { tokens: 2 } })).filter(
+      (e) => partitionOf(e.source, e.id, 4) === partition,
+    );
+    expect(events.length).toBeGreaterThan(50);
+    const half = Math.floor(events.length / 2);
+    const a = await js.publish(api.nats.partitionSubject(partition), JSON.stringify(events.slice(0, half)));
+    const b = await js.publish(api.nats.partitionSubject(partition), JSON.stringify(events.slice(half)));
+    // What a processor killed mid-insert leaves in the ledger: the batch of both messages, minus
+    // event 3 of the first (a duplicate it had dropped; it is in the store already).
+    const ingestedAtMs = Date.UTC(2026, 11, 2, 8, 0, 0, 123);
+    const rowsOf = [...Array.from({ length: half }, (_, i) => ({ seq: a.seq, index: i })).filter((r) => r.index !== 3), ...Array.from({ length: events.length - half }, (_, i) => ({ seq: b.seq, index: i }))];
+    const entry = ledgerEntry(`EVENTS:${a.seq}-${b.seq}:${rowsOf.length}`, [partition], ingestedAtMs, api.meters.list(), rowsOf);
+    const kv = await new Kvm(js).create('meterline_write_ledger', { history: 1 });
+    await kv.put('w.crashed-processor', JSON.stringify(entry));
+
+    const proc = await startTestRuntime(cfg, ['processor']);
+    try {
+      await eventually(
+        async () => (await q(`SELECT toString(count()) AS n FROM DB.events_raw WHERE source = 'ledger'`))[0]!.n,
+        (n) => n === String(events.length),
+        60_000,
+      );
+      // Settled: the messages are acknowledged, nothing more arrives.
+      await eventually(async () => (await api.nats.jsm.consumers.info(api.nats.topology.stream, `processor-p${partition}`)).num_ack_pending + (await api.nats.jsm.consumers.info(api.nats.topology.stream, `processor-p${partition}`)).num_pending, (n) => n === 0, 60_000);
+      const rows = await q(`SELECT toString(count()) AS n, toString(uniqExact(id)) AS u, toString(countIf(toUnixTimestamp64Milli(ingested_at) = ${ingestedAtMs})) AS replayed FROM DB.events_raw WHERE source = 'ledger'`);
+      // Every event once; all but the one the crashed owner had dropped were written by the replay.
+      expect(rows).toEqual([{ n: String(events.length), u: String(events.length), replayed: String(events.length - 1) }]);
+      expect(await q(`SELECT toString(count()) AS n, toString(sum(value)) AS s FROM DB.meter_values WHERE source = 'ledger'`)).toEqual([{ n: String(events.length), s: String(2 * events.length) }]);
+      expect(await kv.get('w.crashed-processor').then((e) => e?.operation)).not.toBe('PUT');
+      const metrics = await proc.metrics.registry.getSingleMetricAsString('meterline_processor_ledger_replays_total');
+      expect(metrics).toMatch(/meterline_processor_ledger_replays_total 1/);
+    } finally {
+      await proc.stop();
+    }
+  }, 120_000);
+});
