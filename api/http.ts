@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../common/errors.ts';
+import { canonicalTimeZone } from './usage-plan.ts';
 
 /** Parses `input` with a zod schema; a failure is a 400 naming every field and reason. */
 export function parseWith<S extends z.ZodTypeAny>(schema: S, input: unknown, where: 'body' | 'query' | 'params' = 'body'): z.infer<S> {
@@ -27,6 +28,18 @@ export const isoTime = (field: string) =>
     .string()
     .refine((s) => /^\d{4}-\d{2}-\d{2}T/.test(s) && !Number.isNaN(Date.parse(s)), `${field} must be an RFC 3339 date-time such as 2026-01-01T00:00:00Z`)
     .transform((s) => Date.parse(s));
+
+/** The 400 reason for a time zone Node or ClickHouse does not know. */
+export const unknownTimeZone = (tz: string) => `unknown time zone '${tz.slice(0, 100)}'; use an IANA name such as Europe/Berlin`;
+
+/** A time-zone parameter: an IANA name both Node and ClickHouse know, in any case, as its canonical spelling (`america/new_york` is `America/New_York`). */
+export const timeZoneParam = () =>
+  z.string().transform((tz, ctx) => {
+    const canonical = canonicalTimeZone(tz);
+    if (canonical !== undefined) return canonical;
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: unknownTimeZone(tz) });
+    return z.NEVER;
+  });
 
 export const stringList = z
   .union([z.string(), z.array(z.string())])

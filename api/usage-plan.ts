@@ -48,13 +48,47 @@ export function tzOffsetMinutes(tz: string, ms: number): number {
   return Math.round((asUtc - Math.floor(ms / 1000) * 1000) / MINUTE);
 }
 
-export function isValidTimeZone(tz: string): boolean {
+/**
+ * Time zones a request may name: IANA names that both Node (Intl) and ClickHouse know, matched
+ * case-insensitively and answered in their canonical spelling (`america/new_york` is
+ * `America/New_York`). The API loads ClickHouse's `system.time_zones` once at start
+ * (`useStoreTimeZones`); until then, Intl's list plus UTC and Etc/UTC stands in, and a name
+ * missing from it but accepted by Intl (an alias such as Asia/Kolkata) takes Intl's spelling.
+ */
+let storeZones: Map<string, string> | undefined;
+let intlZones: Map<string, string> | undefined;
+
+function intlKnows(tz: string): boolean {
   try {
     new Intl.DateTimeFormat('en-US', { timeZone: tz });
     return true;
   } catch {
     return false;
   }
+}
+
+function zoneMap(names: Iterable<string>): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const n of names) if (intlKnows(n)) m.set(n.toLowerCase(), n);
+  return m;
+}
+
+/** The zones the store knows (`SELECT time_zone FROM system.time_zones`); only those Intl also knows are kept. */
+export function useStoreTimeZones(names: Iterable<string>): void {
+  storeZones = zoneMap(names);
+}
+
+/** The canonical spelling of a known time zone, or undefined if Node or ClickHouse does not know it. */
+export function canonicalTimeZone(tz: string): string | undefined {
+  if (storeZones) return storeZones.get(tz.toLowerCase());
+  intlZones ??= zoneMap([...Intl.supportedValuesOf('timeZone'), 'UTC', 'Etc/UTC']);
+  const known = intlZones.get(tz.toLowerCase());
+  if (known) return known;
+  return intlKnows(tz) ? new Intl.DateTimeFormat('en-US', { timeZone: tz }).resolvedOptions().timeZone : undefined;
+}
+
+export function isValidTimeZone(tz: string): boolean {
+  return canonicalTimeZone(tz) !== undefined;
 }
 
 /** True if the zone's offset is a multiple of `unitMinutes` everywhere in [from, to] (sampled daily, capped). */

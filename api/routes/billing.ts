@@ -18,7 +18,7 @@ import {
   type Subscription,
 } from '../../rater/index.ts';
 import type { AppDeps } from '../app.ts';
-import { isoTime, jsonBody, parseWith, sendCsv, sendJsonStream, wantsCsv } from '../http.ts';
+import { isoTime, jsonBody, parseWith, sendCsv, sendJsonStream, timeZoneParam, wantsCsv } from '../http.ts';
 
 export interface BillingRouteDeps {
   billing: Billing;
@@ -28,6 +28,9 @@ export interface BillingRouteDeps {
   /** Pushes finalized invoices to Stripe and reports differences; absent without STRIPE_API_KEY. */
   stripe?: { status(invoiceId: string): Promise<unknown>; reconcile(): Promise<unknown[]> };
 }
+
+/** A customer as the API takes it: its time zone one Node and ClickHouse both know, stored in its canonical spelling. */
+const CustomerInput = CustomerInputSchema.extend({ timeZone: timeZoneParam().default('UTC') });
 
 const obj = { type: 'object', additionalProperties: true } as const;
 const tags = ['billing'];
@@ -43,7 +46,7 @@ export function registerBillingRoutes(app: FastifyInstance, deps: AppDeps & { st
 
   // ---- customers ----
   app.post('/api/v1/customers', { config: scope, schema: { tags, summary: 'Create a customer (key = the events\' subject)', body: obj, response: { 201: obj, 400: { $ref: 'Error#' }, 409: { $ref: 'Error#' } } } }, async (req, reply) => {
-    const input = parseWith(CustomerInputSchema, jsonBody(req));
+    const input = parseWith(CustomerInput, jsonBody(req));
     const customer: Customer = { ...input, createdAt: new Date().toISOString() };
     await b.customers.create(input.key, customer);
     return reply.status(201).send(customer);
@@ -51,7 +54,7 @@ export function registerBillingRoutes(app: FastifyInstance, deps: AppDeps & { st
   app.get('/api/v1/customers', { config: scope, schema: { tags, summary: 'List customers', response: { 200: { type: 'array', items: obj } } } }, async () => b.customers.list().sort((x, y) => x.key.localeCompare(y.key)));
   app.get<{ Params: { key: string } }>('/api/v1/customers/:key', { config: scope, schema: { tags, summary: 'Get a customer', response: { 200: obj, 404: { $ref: 'Error#' } } } }, async (req) => b.billing.customer(req.params.key));
   app.put<{ Params: { key: string } }>('/api/v1/customers/:key', { config: scope, schema: { tags, summary: 'Replace a customer (optimistic concurrency on the catalog revision)', body: obj, response: { 200: obj } } }, async (req) => {
-    const input = parseWith(CustomerInputSchema, { ...(jsonBody(req) as object), key: req.params.key });
+    const input = parseWith(CustomerInput, { ...(jsonBody(req) as object), key: req.params.key });
     const cur = await b.customers.getFresh(req.params.key);
     if (!cur) throw new AppError('NOT_FOUND', `no customer "${req.params.key}"`);
     const next: Customer = { ...input, createdAt: cur.value.createdAt };

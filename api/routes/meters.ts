@@ -3,11 +3,11 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../../common/errors.ts';
 import { MeterInputSchema, type Meter } from '../../processor/index.ts';
-import type { Store } from '../../common/clickhouse.ts';
+import type { ClickHouseClient, Store } from '../../common/clickhouse.ts';
 import type { AppDeps } from '../app.ts';
-import { isoTime, jsonBody, parseWith, stringList } from '../http.ts';
-import { queryUsage } from '../usage.ts';
-import { isValidTimeZone, WindowSizes } from '../usage-plan.ts';
+import { isoTime, jsonBody, parseWith, stringList, timeZoneParam, unknownTimeZone } from '../http.ts';
+import { queryUsage, type UsageResult } from '../usage.ts';
+import { useStoreTimeZones, WindowSizes, type UsageQuery, type WindowSize } from '../usage-plan.ts';
 
 export function findMeter(deps: Pick<AppDeps, 'meters'>, idOrSlug: string): Meter {
   const meter = deps.meters.get(idOrSlug) ?? deps.meters.list().find((m) => m.id === idOrSlug);
@@ -20,11 +20,98 @@ const UsageQuerySchema = z
     from: isoTime('from').optional(),
     to: isoTime('to').optional(),
     windowSize: z.enum(WindowSizes, { errorMap: () => ({ message: `windowSize must be one of ${WindowSizes.join(', ')}` }) }).optional(),
-    windowTimeZone: z.string().default('UTC').refine(isValidTimeZone, 'windowTimeZone must be an IANA time zone such as Europe/Berlin'),
+    windowTimeZone: timeZoneParam().default('UTC'),
     subject: stringList,
     groupBy: stringList,
   })
   .passthrough();
+
+/**
+ * Limits of a usage query through the API. A query runs inside ClickHouse (embedded chDB runs
+ * it in this process), so an unbounded one could hold memory and CPU that ingest and the
+ * processor need: it is refused before it runs when its windows alone pass the limit, and
+ * ClickHouse stops it at the row or time limit. (Tests lower them to reach them cheaply.)
+ */
+export const USAGE_QUERY_LIMITS = { maxWindows: 100_000, maxResultRows: 100_000, maxExecutionSeconds: 10 };
+
+export const USAGE_QUERY_LIMITS_TEXT =
+  `Limits: with from given, at most ${USAGE_QUERY_LIMITS.maxWindows.toLocaleString('en-US')} windows (e.g. windowSize=MINUTE over about 69 days), else 400 QUERY_INVALID before anything runs; ` +
+  `at most ${USAGE_QUERY_LIMITS.maxResultRows.toLocaleString('en-US')} result rows (windows × groups), else 400 QUERY_INVALID; ` +
+  `at most ${USAGE_QUERY_LIMITS.maxExecutionSeconds} s of query time, else 503 STORE_UNAVAILABLE (retry after Retry-After, or narrow the query). ` +
+  'Narrow a query with a shorter from/to, a larger windowSize, fewer groupBy keys or a subject filter.';
+
+const WINDOW_MS: Record<WindowSize, number> = { MINUTE: 60_000, HOUR: 3_600_000, DAY: 86_400_000 };
+
+/**
+ * The store with every `ch.query` bounded by the limits, as a SETTINGS clause of the query: it
+ * holds for that query only (chDB would keep `clickhouse_settings` in its one session, for every
+ * later query of every component). Everything else is the store's own.
+ */
+function boundedStore(store: Store, limits: typeof USAGE_QUERY_LIMITS): Store {
+  const settings =
+    ` SETTINGS max_execution_time = ${limits.maxExecutionSeconds}, timeout_overflow_mode = 'throw',` +
+    ` max_result_rows = ${limits.maxResultRows}, result_overflow_mode = 'throw'`;
+  const ch = new Proxy(store.ch, {
+    get(target, prop) {
+      if (prop === 'query') return (params: Parameters<ClickHouseClient['query']>[0]) => target.query({ ...params, query: `${params.query}${settings}` });
+      const v: unknown = Reflect.get(target, prop);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  return { ...store, ch };
+}
+
+const narrow = 'narrow the query: a shorter from/to range, a larger windowSize (HOUR or DAY), fewer groupBy keys, or a subject filter';
+
+/**
+ * A usage query from the API, bounded by USAGE_QUERY_LIMITS: too many windows is refused
+ * before it runs (when `from` is given: without it the range starts at the first event), and
+ * ClickHouse's row, time and time-zone errors become 4xx/503 errors that say what to change.
+ * `tzParam` names the time-zone parameter in errors.
+ */
+export async function boundedQueryUsage(store: Store, meter: Meter, q: Omit<UsageQuery, 'meterId' | 'aggregation'>, fromGiven: boolean, tzParam: string): Promise<UsageResult> {
+  const limits = { ...USAGE_QUERY_LIMITS };
+  const { maxWindows, maxResultRows, maxExecutionSeconds } = limits;
+  if (q.windowSize && fromGiven) {
+    const windows = Math.ceil((q.toMs - q.fromMs) / WINDOW_MS[q.windowSize]);
+    if (windows > maxWindows) {
+      throw new AppError(
+        'QUERY_INVALID',
+        `windowSize=${q.windowSize} from ${new Date(q.fromMs).toISOString()} to ${new Date(q.toMs).toISOString()} gives ${windows.toLocaleString('en-US')} windows, more than the limit of ${maxWindows.toLocaleString('en-US')}; ${narrow}`,
+        { details: { limit: { windows: maxWindows }, windows } },
+      );
+    }
+  }
+  try {
+    return await queryUsage(boundedStore(store, limits), meter, q, fromGiven);
+  } catch (err) {
+    const type = (err as { type?: unknown }).type;
+    if (type === 'TOO_MANY_ROWS_OR_BYTES') {
+      throw new AppError('QUERY_INVALID', `the usage query gives more than ${maxResultRows.toLocaleString('en-US')} rows (windows × groups), the limit; ${narrow}`, { cause: err, details: { limit: { rows: maxResultRows } } });
+    }
+    if (type === 'TIMEOUT_EXCEEDED') {
+      throw new AppError('STORE_UNAVAILABLE', `the usage query ran longer than the limit of ${maxExecutionSeconds} s; retry later or ${narrow}`, {
+        cause: err,
+        details: { limit: { seconds: maxExecutionSeconds }, retryAfterSeconds: 5 },
+      });
+    }
+    if (/Cannot load time zone/i.test((err as Error).message ?? '')) {
+      const field = `query.${tzParam}`;
+      throw new AppError('REQUEST_INVALID', `invalid query: ${field}: ${unknownTimeZone(q.timeZone)}`, { cause: err, details: { errors: [{ field, reason: unknownTimeZone(q.timeZone) }] } });
+    }
+    throw err;
+  }
+}
+
+/** Loads the time zones ClickHouse knows, once: a zone Node knows but ClickHouse does not is refused with a 400, never a 500. */
+async function loadStoreTimeZones(store: Store, log: AppDeps['logger']): Promise<void> {
+  try {
+    const rs = await store.ch.query({ query: 'SELECT time_zone FROM system.time_zones', format: 'JSONEachRow' });
+    useStoreTimeZones((await rs.json<{ time_zone: string }>()).map((r) => r.time_zone));
+  } catch (err) {
+    log.warn({ err }, "could not read ClickHouse's time zones; validating time zones with Node's list only");
+  }
+}
 
 const meterJsonSchema = {
   type: 'object',
@@ -44,6 +131,7 @@ const meterJsonSchema = {
 };
 
 export function registerMeterRoutes(app: FastifyInstance, deps: AppDeps & { store: Store }): void {
+  app.addHook('onReady', () => loadStoreTimeZones(deps.store, deps.logger));
   app.post(
     '/api/v1/meters',
     { config: { scope: 'admin' }, schema: { tags: ['meters'], summary: 'Create a meter (backfilled from stored events)', body: meterJsonSchema, response: { 201: meterJsonSchema, 400: { $ref: 'Error#' }, 409: { $ref: 'Error#' } } } },
@@ -86,7 +174,9 @@ export function registerMeterRoutes(app: FastifyInstance, deps: AppDeps & { stor
         summary: 'Query usage of a meter (OpenMeter-compatible)',
         description:
           'Windows are half-open [from, to). Values are exact decimal strings. Served from the minute/hour/day rollups when the range and windows align to them, else from per-event values. ' +
-          'filterGroupBy[key]=value filters on a group-by value (repeat for several values).',
+          'filterGroupBy[key]=value filters on a group-by value (repeat for several values). ' +
+          'windowTimeZone is an IANA name (any case; answered in its canonical spelling), else 400. ' +
+          USAGE_QUERY_LIMITS_TEXT,
         querystring: {
           type: 'object',
           properties: {
@@ -123,6 +213,7 @@ export function registerMeterRoutes(app: FastifyInstance, deps: AppDeps & { stor
           },
           400: { $ref: 'Error#' },
           404: { $ref: 'Error#' },
+          503: { $ref: 'Error#' },
         },
       },
     },
@@ -145,7 +236,7 @@ export function registerMeterRoutes(app: FastifyInstance, deps: AppDeps & { stor
       const toMs = q.to ?? Math.ceil(Date.now() / 60_000) * 60_000;
       const fromMs = q.from ?? 0;
       if (fromMs >= toMs) throw new AppError('QUERY_INVALID', 'from must be before to');
-      return queryUsage(deps.store, meter, { fromMs, toMs, windowSize: q.windowSize, timeZone: q.windowTimeZone, subjects: q.subject, groupBy: q.groupBy, filterGroupBy }, q.from !== undefined);
+      return boundedQueryUsage(deps.store, meter, { fromMs, toMs, windowSize: q.windowSize, timeZone: q.windowTimeZone, subjects: q.subject, groupBy: q.groupBy, filterGroupBy }, q.from !== undefined, 'windowTimeZone');
     },
   );
 }

@@ -5,10 +5,10 @@ import type { Store } from '../../common/clickhouse.ts';
 import type { Invoice } from '../../rater/index.ts';
 import type { AppDeps } from '../app.ts';
 import { accountSummaries } from '../accounts.ts';
-import { isoTime, jsonBody, parseWith, stringList } from '../http.ts';
-import { queryUsage } from '../usage.ts';
-import { isValidTimeZone, WindowSizes } from '../usage-plan.ts';
+import { isoTime, jsonBody, parseWith, stringList, timeZoneParam } from '../http.ts';
+import { canonicalTimeZone, WindowSizes } from '../usage-plan.ts';
 import type { BillingRouteDeps } from './billing.ts';
+import { boundedQueryUsage, USAGE_QUERY_LIMITS_TEXT } from './meters.ts';
 
 const obj = { type: 'object', additionalProperties: true } as const;
 const portal = { portal: true } as const;
@@ -29,7 +29,7 @@ const PortalUsageQuery = z
     from: isoTime('from').optional(),
     to: isoTime('to').optional(),
     windowSize: z.enum(WindowSizes, { errorMap: () => ({ message: `windowSize must be one of ${WindowSizes.join(', ')}` }) }).optional(),
-    windowTimeZone: z.string().optional().refine((tz) => tz === undefined || isValidTimeZone(tz), 'windowTimeZone must be an IANA time zone such as Europe/Berlin'),
+    windowTimeZone: timeZoneParam().optional(),
     groupBy: stringList,
     customer: z.string().optional(),
     subject: z.string().optional(),
@@ -123,8 +123,9 @@ export function registerPortalRoutes(app: FastifyInstance, deps: AppDeps & { sto
       tags,
       security,
       summary: "The customer's own usage of a meter (as GET /api/v1/meters/{meter}/query, for this customer only)",
+      description: `windowTimeZone defaults to the customer's time zone. ${USAGE_QUERY_LIMITS_TEXT}`,
       querystring: { type: 'object', properties: { from: { type: 'string', format: 'date-time' }, to: { type: 'string', format: 'date-time' }, windowSize: { type: 'string', enum: [...WindowSizes] }, windowTimeZone: { type: 'string' }, groupBy: { type: 'array', items: { type: 'string' } }, ...customerParam, subject: { type: 'string', description: "optional; must be the token's own customer" } } },
-      response: { 200: obj, 400: { $ref: 'Error#' }, 404: { $ref: 'Error#' } },
+      response: { 200: obj, 400: { $ref: 'Error#' }, 404: { $ref: 'Error#' }, 503: { $ref: 'Error#' } },
     },
   }, async (req) => {
     const customer = portalCustomer(req);
@@ -136,8 +137,10 @@ export function registerPortalRoutes(app: FastifyInstance, deps: AppDeps & { sto
     const toMs = q.to ?? Math.ceil(Date.now() / 60_000) * 60_000;
     const fromMs = q.from ?? 0;
     if (fromMs >= toMs) throw new AppError('QUERY_INVALID', 'from must be before to');
-    const tz = q.windowTimeZone ?? b.billing.customer(customer).timeZone;
-    return queryUsage(deps.store, meter, { fromMs, toMs, windowSize: q.windowSize, timeZone: tz, subjects: [customer], groupBy: q.groupBy, filterGroupBy: {} }, q.from !== undefined);
+    // A customer stored before zones were checked against ClickHouse may name one in another case: use its canonical spelling.
+    const stored = b.billing.customer(customer).timeZone;
+    const tz = q.windowTimeZone ?? canonicalTimeZone(stored) ?? stored;
+    return boundedQueryUsage(deps.store, meter, { fromMs, toMs, windowSize: q.windowSize, timeZone: tz, subjects: [customer], groupBy: q.groupBy, filterGroupBy: {} }, q.from !== undefined, 'windowTimeZone');
   });
 
   app.get<{ Querystring: Record<string, string> }>('/api/v1/portal/projected-invoice', {
