@@ -40,7 +40,9 @@ const STUCK_AFTER_MS = 60_000;
  * away, read-only, out of disk, too many parts, a timeout) is retried until the store is back.
  */
 export function rejectsTheData(err: unknown): boolean {
-  return err instanceof ClickHouseError && /^(CANNOT_PARSE|CANNOT_READ|CANNOT_CONVERT|INCORRECT_DATA|TYPE_MISMATCH|ILLEGAL_TYPE|ILLEGAL_COLUMN|VALUE_IS_OUT_OF_RANGE|DECIMAL_OVERFLOW|ARGUMENT_OUT_OF_BOUND|TOO_LARGE_|CANNOT_INSERT_NULL|INCORRECT_NUMBER_OF_COLUMNS|UNEXPECTED_END_OF_FILE|SIZES_OF_ARRAYS_DONT_MATCH|UNKNOWN_FORMAT_VERSION|BAD_ARGUMENTS)/.test(err.type ?? '');
+  // By the error's type, not its class: the client's ClickHouseError may come from another copy of the module.
+  const type = err instanceof ClickHouseError || (err instanceof Error && err.constructor.name === 'ClickHouseError') ? ((err as ClickHouseError).type ?? '') : '';
+  return /^(CANNOT_PARSE|CANNOT_READ|CANNOT_CONVERT|INCORRECT_DATA|TYPE_MISMATCH|ILLEGAL_TYPE|ILLEGAL_COLUMN|VALUE_IS_OUT_OF_RANGE|DECIMAL_OVERFLOW|ARGUMENT_OUT_OF_BOUND|TOO_LARGE_|CANNOT_INSERT_NULL|INCORRECT_NUMBER_OF_COLUMNS|UNEXPECTED_END_OF_FILE|SIZES_OF_ARRAYS_DONT_MATCH|UNKNOWN_FORMAT_VERSION|BAD_ARGUMENTS|VIOLATED_CONSTRAINT)/.test(type);
 }
 
 export interface ProcessorOptions {

@@ -104,4 +104,32 @@ describe('write ledger', () => {
       await proc.stop();
     }
   }, 120_000);
+
+  it('an event the store refuses goes to the dead-letter stream on its own: the rest of its batch is counted and the partition moves on', async () => {
+    const { ch, db } = api.store!;
+    // A store-side rule the processor cannot know: ClickHouse refuses any block holding this id.
+    await ch.command({ query: `ALTER TABLE ${db}.events_raw ADD CONSTRAINT no_poison CHECK id != 'poison-7'` });
+    const proc = await startTestRuntime(cfg, ['processor']);
+    try {
+      const time = new Date(Date.now() - 60_000).toISOString();
+      const events = Array.from({ length: 60 }, (_, i) => ce({ id: `poison-${i}`, source: 'bisect', type: 'ledger.test', subject: 'bisect-co', time, data: { tokens: 1 } }));
+      for (let i = 0; i < events.length; i += 20) await api.nats.js.publish(api.nats.eventSubject('bisect'), JSON.stringify(events.slice(i, i + 20)));
+      await eventually(async () => (await q(`SELECT toString(count()) AS n FROM DB.events_raw WHERE source = 'bisect'`))[0]!.n, (n) => n === '59', 60_000);
+      const dead = await eventually(
+        async () => (await api.app!.inject({ method: 'GET', url: '/api/v1/dead-letters', headers: { authorization: `Bearer ${api.adminKey}` } })).json() as { items: { reason: string; event: string }[] },
+        (b) => b.items.some((d) => d.event.includes('poison-7')),
+        30_000,
+      );
+      const d = dead.items.find((x) => x.event.includes('poison-7'))!;
+      expect(d.reason).toMatch(/^store rejected the event: .*(VIOLATED_CONSTRAINT|no_poison)/i);
+      expect(dead.items.filter((x) => x.event.includes('"bisect"')).length).toBe(1);
+      // And nothing is stuck: a later event of the same subject is counted.
+      await api.nats.js.publish(api.nats.eventSubject('bisect'), JSON.stringify([ce({ id: 'after', source: 'bisect', type: 'ledger.test', subject: 'bisect-co', time, data: { tokens: 1 } })]));
+      await eventually(async () => (await q(`SELECT toString(count()) AS n FROM DB.events_raw WHERE source = 'bisect'`))[0]!.n, (n) => n === '60', 60_000);
+      expect((await q(`SELECT toString(count()) AS n, toString(uniqExact(id)) AS u FROM DB.meter_values WHERE source = 'bisect'`))[0]).toEqual({ n: '60', u: '60' });
+    } finally {
+      await proc.stop();
+      await ch.command({ query: `ALTER TABLE ${db}.events_raw DROP CONSTRAINT no_poison` });
+    }
+  }, 120_000);
 });
