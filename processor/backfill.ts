@@ -2,6 +2,7 @@ import { isLosslessNumber, parse as losslessParse } from 'lossless-json';
 import type { Store } from '../common/clickhouse.ts';
 import type { Logger } from '../common/logger.ts';
 import { meterValues, type Meter } from './meters.ts';
+import type { BackfillLedger } from './write-ledger.ts';
 
 const PAGE = 5_000;
 
@@ -17,7 +18,36 @@ export class Backfiller {
   constructor(
     private readonly store: Store,
     private readonly log: Logger,
+    /** Where each page is recorded before its insert (see write-ledger.ts); without it, a crash mid-insert can leave a rollup short. */
+    private readonly ledger?: BackfillLedger,
   ) {}
+
+  /** Inserts a page's values, recorded first in the ledger when there is one; a page cut off by a crash is repeated first. */
+  private async insertPage(meterId: string, token: string, rows: Record<string, unknown>[]): Promise<void> {
+    const revision = await this.ledger?.record({ v: 1, meterId, token, rows });
+    await this.insertValues(token, rows);
+    if (revision !== undefined) await this.ledger!.clear(meterId, revision);
+  }
+
+  private async insertValues(token: string, values: Record<string, unknown>[]): Promise<void> {
+    const { ch, db } = this.store;
+    await ch.insert({
+      table: `${db}.meter_values`,
+      values,
+      format: 'JSONEachRow',
+      // The same rows with the same token: every table (meter_values and each rollup) skips what it has.
+      clickhouse_settings: { insert_deduplication_token: token, deduplicate_blocks_in_dependent_materialized_views: 1 },
+    });
+  }
+
+  /** Completes a page a crash cut off (same rows, same token), before a pass reads what is counted. */
+  private async finishCutOffPage(meter: Meter): Promise<void> {
+    const p = await this.ledger?.pending(meter.id);
+    if (!p) return;
+    await this.insertValues(p.entry.token, p.entry.rows);
+    await this.ledger!.clear(meter.id, p.revision);
+    this.log.info({ meter: meter.slug, rows: p.entry.rows.length }, 'repeated a backfill insert cut off by a crash');
+  }
 
   /** The meters whose backfill has not completed yet. */
   async pending(meters: Meter[]): Promise<Meter[]> {
@@ -39,6 +69,7 @@ export class Backfiller {
    */
   async run(meter: Meter, opts: { record?: boolean } = {}): Promise<{ inserted: number; skipped: number }> {
     const { ch, db } = this.store;
+    await this.finishCutOffPage(meter);
     let inserted = 0;
     let skipped = 0;
     let cursor: [number, string, string] = [-1, '', ''];
@@ -69,13 +100,14 @@ export class Backfiller {
           values.push({ meter_id: v.meter_id, subject: r.subject, time: Number(r.t), ingested_at: Number(r.ia), source: r.source, id: r.id, value: v.value, value_key: v.value_key, group_by: v.group_by });
         }
       }
-      if (values.length > 0) {
-        await ch.insert({
-          table: `${db}.meter_values`,
-          values,
-          format: 'JSONEachRow',
-          clickhouse_settings: { insert_deduplication_token: `backfill:${meter.id}:${cursor.join(':')}`, deduplicate_blocks_in_dependent_materialized_views: 1 },
-        });
+      // A page's rows stay well under NATS's message limit (1 MiB) when recorded: inserted in parts of ≤ 256 KiB of JSON.
+      for (let i = 0, part = 0; i < values.length; part++) {
+        const chunk: Record<string, unknown>[] = [];
+        for (let bytes = 0; i < values.length && (chunk.length === 0 || bytes < 256 * 1024); i++) {
+          chunk.push(values[i]!);
+          bytes += JSON.stringify(values[i]).length;
+        }
+        await this.insertPage(meter.id, `backfill:${meter.id}:${cursor.join(':')}:${part}`, chunk);
       }
       inserted += values.length;
       const last = rows[rows.length - 1]!;

@@ -19,7 +19,7 @@ import { DedupIndex, KEY_HASH_EXACT_SQL, STORED_KEY_PACKED_SQL } from './dedup.t
 import { meterValues, type Meter, type MeterValue } from './meters.ts';
 import { Ownership, ROUTER, unitName, type Unit } from './ownership.ts';
 import { insertRawRows, type RawRow } from './raw-rows.ts';
-import { ledgerEntry, ledgerRows, WriteLedger, type LedgerEntry } from './write-ledger.ts';
+import { BackfillLedger, ledgerEntry, ledgerRows, WriteLedger, type LedgerEntry } from './write-ledger.ts';
 
 const UTF8 = new TextDecoder();
 /** Strict: bytes that are not UTF-8 are refused, never replaced (two distinct ids must not become one). */
@@ -218,7 +218,7 @@ export class Processor {
   private wakeLoop: (() => void) | undefined;
   private readonly spaceWaiters: (() => void)[] = [];
   private readonly deadLetters: DeadLetters;
-  private readonly backfiller: Backfiller;
+  private backfiller!: Backfiller;
   private readonly log: Logger;
   private ownership: Ownership | undefined;
   private loop: Promise<void> | undefined;
@@ -237,7 +237,6 @@ export class Processor {
   constructor(private readonly deps: ProcessorDeps) {
     this.log = deps.logger.child({ component: 'processor' });
     this.deadLetters = new DeadLetters(deps.nats);
-    this.backfiller = new Backfiller(deps.store, this.log);
   }
 
   private get partitions(): number {
@@ -246,6 +245,7 @@ export class Processor {
 
   async start(): Promise<void> {
     const { options } = this.deps;
+    this.backfiller = new Backfiller(this.deps.store, this.log, await BackfillLedger.open(this.deps.nats.js, this.deps.nats.topology.replicas));
     // A meter created while we run is backfilled between batches, on the same serial chain as
     // the batches, so no event is both in flight here without it and missed by the backfill;
     // a second pass after a settle time catches batches that were in flight in other processors.

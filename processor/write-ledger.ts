@@ -94,6 +94,7 @@ export class WriteLedger {
     const keys: string[] = [];
     for await (const k of await this.kv.keys()) keys.push(k);
     for (const key of keys) {
+      if (!key.startsWith('w.') && !key.startsWith('o.')) continue;
       const e = await this.kv.get(key);
       if (!e || e.operation !== 'PUT' || e.length === 0) continue;
       const entry = e.json<LedgerEntry>();
@@ -108,7 +109,43 @@ export class WriteLedger {
   }
 }
 
-/** A KV key part: letters, digits, `-`, `_`, `=`; anything else becomes `_` plus a short hash-free escape. */
+/** A backfill insert into `meter_values` (whose views feed the rollups), recorded with its rows. */
+export interface BackfillEntry {
+  v: 1;
+  meterId: string;
+  token: string;
+  rows: Record<string, unknown>[];
+}
+
+/**
+ * Backfill inserts in the same bucket: a page's rows are recorded under `b.<meter id>` before
+ * they are inserted and cleared after, so a page cut off half-way (in `meter_values` but not in
+ * a rollup) is inserted again identically (and deduplicated table by table) before the meter's
+ * backfill goes on; without that, the next pass would skip the page's events as counted.
+ */
+export class BackfillLedger {
+  constructor(private readonly kv: KV) {}
+
+  static async open(js: JetStreamClient, replicas = 1): Promise<BackfillLedger> {
+    return new BackfillLedger(await new Kvm(js).create(BUCKET, { history: 1, replicas }));
+  }
+
+  async record(entry: BackfillEntry): Promise<number> {
+    return this.kv.put(`b.${keyPart(entry.meterId)}`, JSON.stringify(entry));
+  }
+
+  async clear(meterId: string, revision: number): Promise<void> {
+    await this.kv.delete(`b.${keyPart(meterId)}`, { previousSeq: revision }).catch(() => undefined);
+  }
+
+  async pending(meterId: string): Promise<{ revision: number; entry: BackfillEntry } | undefined> {
+    const e = await this.kv.get(`b.${keyPart(meterId)}`);
+    if (!e || e.operation !== 'PUT' || e.length === 0) return undefined;
+    return { revision: e.revision, entry: e.json<BackfillEntry>() };
+  }
+}
+
+/** A KV key part: letters, digits, `-`, `_`, `=` as they are; any other character as `_<hex code>_`. */
 function keyPart(s: string): string {
   return s.replace(/[^A-Za-z0-9_=-]/g, (c) => `_${c.charCodeAt(0).toString(16)}_`);
 }
