@@ -29,8 +29,9 @@ export async function startOpsServer(opts: {
       if (url.pathname === '/healthz') return opts.alive?.() === false ? send(503, { status: 'failed', message: 'a consume loop died; restart this process' }) : send(200, { status: 'ok' });
       if (url.pathname === '/readyz') {
         const checks = await opts.ready();
-        const ok = Object.values(checks).every(Boolean);
-        return send(ok ? 200 : 503, { status: ok ? 'ready' : 'not ready', checks });
+        const failing = Object.keys(checks).filter((k) => !checks[k]);
+        if (failing.length === 0) return send(200, { status: 'ready', checks });
+        return send(503, { status: 'not ready', reason: `not ready: ${failing.join(', ')} down`, checks });
       }
       if (url.pathname === '/metrics') {
         const token = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];

@@ -9,12 +9,14 @@ import { Billing, InvoiceSync, type Customer, type Plan, type Subscription } fro
 import { createStripeClient, StripeSync } from '../rater/stripe/index.ts';
 import { AlertDispatcher, AnomalyScanner, AnomalyStore, type Threshold, type Webhook } from '../anomaly/index.ts';
 import cron, { type ScheduledTask } from 'node-cron';
+import { Counter } from 'prom-client';
 import { migrate, openStore, type Store } from '../common/clickhouse.ts';
 import type { Config } from '../common/config.ts';
+import { AppError } from '../common/errors.ts';
 import type { Logger } from '../common/logger.ts';
 import { createMetrics, type Metrics } from '../common/metrics.ts';
 import { openNats, type NatsClients } from '../common/nats.ts';
-import { startNatsServer, type NatsServerHandle } from '../common/nats-server.ts';
+import { findNatsServers, natsConfPath, procAvailable, procInfo, startNatsServer, terminateProcess, type NatsServerHandle, type ProcInfo } from '../common/nats-server.ts';
 import { startOpsServer } from './ops-server.ts';
 import { EventPublisher } from '../ingest/index.ts';
 import { DeadLetters, Processor, type Meter } from '../processor/index.ts';
@@ -55,12 +57,30 @@ export interface RuntimeInfo {
   pid: number;
   natsUrl: string;
   httpUrl?: string;
+  /** The embedded nats-server's pid, when this process runs one (it changes when it is restarted). */
+  natsPid?: number;
+}
+
+/** A ping answered within `ms` (a flush waits through a disconnect, readiness must not). */
+async function flushWithin(nats: NatsClients, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([nats.nc.flush().then(() => true, () => false), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export function readRuntimeInfo(config: Config): RuntimeInfo | undefined {
   try {
     const info = JSON.parse(fs.readFileSync(runtimeFile(config), 'utf8')) as RuntimeInfo;
     process.kill(info.pid, 0);
+    // A pid reused by another program is not a running Meterline (Linux: its command line says).
+    if (procAvailable() && info.pid !== process.pid) {
+      const p = procInfo(info.pid);
+      if (!p || !isMeterline(p)) return undefined;
+    }
     return info;
   } catch {
     return undefined;
@@ -79,13 +99,92 @@ export function chdbDir(config: Config): string {
   return path.resolve(config.CLICKHOUSE_DATA_DIR ?? path.join(config.stateDir, 'clickhouse'));
 }
 
+/** runtime.json as written, whether or not its process still runs. */
+function readRuntimeFile(config: Config): RuntimeInfo | undefined {
+  try {
+    const info = JSON.parse(fs.readFileSync(runtimeFile(config), 'utf8')) as RuntimeInfo;
+    return Number.isInteger(info?.pid) && typeof info.natsUrl === 'string' ? info : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A Meterline process: `meterline …` (bin/meterline.mjs) or `node … cli/main.ts`. */
+function isMeterline(p: ProcInfo): boolean {
+  return p.argv.some((a) => /^meterline(\.mjs)?$/.test(path.basename(a)) || /(^|[\\/])cli[\\/]main\.[cm]?[jt]s$/.test(a));
+}
+
+/**
+ * Before a nats-server of our own starts on the state folder's store: the URL of the one a live
+ * Meterline runs there, else nothing, after stopping any nats-server an earlier Meterline left
+ * running on the store (one that died by SIGKILL in a release before servers died with their
+ * parent). Two servers on one JetStream store corrupt it, so a second one is never started.
+ * A runtime.json whose pid is dead or now another program's is ignored (and overwritten later).
+ */
+async function claimNatsStore(config: Config, storeDir: string, logger: Logger): Promise<string | undefined> {
+  const recorded = readRuntimeFile(config);
+  if (!procAvailable()) return readRuntimeInfo(config)?.natsUrl;
+  for (const server of findNatsServers(storeDir)) {
+    const parent = procInfo(server.ppid);
+    // Its parent is the Meterline that spawned it (a parent only changes when it dies): whose
+    // pid runtime.json records, or a process that runs Meterline. Use it, never a second server.
+    if (parent && (server.ppid === process.pid || server.ppid === recorded?.pid || isMeterline(parent))) {
+      let listen: string | undefined;
+      try {
+        listen = /^listen:\s*(\S+)/m.exec(fs.readFileSync(natsConfPath(storeDir), 'utf8'))?.[1];
+      } catch {
+        /* no configuration file: use runtime.json's URL */
+      }
+      const url = recorded?.pid === server.ppid ? recorded.natsUrl : listen ? `nats://${listen}` : undefined;
+      if (!url) throw new AppError('CONFIG_INVALID', `Meterline (pid ${server.ppid}) runs a nats-server (pid ${server.pid}) on ${storeDir} and its URL is unknown; stop it or set NATS_URL`);
+      logger.info({ url, natsPid: server.pid, meterlinePid: server.ppid }, 'using the nats-server of the Meterline running on this state folder');
+      return url;
+    }
+    logger.warn(
+      { natsPid: server.pid, parentPid: server.ppid, parent: parent?.argv.join(' ') ?? null, storeDir },
+      'stopping a nats-server left running on this store by an earlier Meterline (SIGTERM, then SIGKILL): two servers must never share a store',
+    );
+    await terminateProcess(server.pid);
+  }
+  if (!recorded) return undefined;
+  const owner = recorded.pid === process.pid ? undefined : procInfo(recorded.pid);
+  if (owner && isMeterline(owner)) {
+    // Its nats-server is between a crash and its restart: wait for it rather than start another.
+    logger.warn({ url: recorded.natsUrl, meterlinePid: owner.pid }, 'the Meterline running on this state folder is restarting its nats-server; using it');
+    return recorded.natsUrl;
+  }
+  logger.warn(
+    { file: runtimeFile(config), pid: recorded.pid, process: owner ? owner.argv.join(' ') : null },
+    `ignoring a stale runtime.json: pid ${recorded.pid} is ${owner ? 'another program now' : 'not running'}; starting a new nats-server`,
+  );
+  return undefined;
+}
+
 /** NATS_URL if set, else a running `meterline start`'s server, else a nats-server of our own. */
-export async function resolveNats(config: Config, logger: Logger): Promise<{ url: string; server?: NatsServerHandle }> {
+export async function resolveNats(
+  config: Config,
+  logger: Logger,
+  hooks: { onRestart?(pid: number | undefined): void } = {},
+): Promise<{ url: string; server?: NatsServerHandle }> {
   if (config.NATS_URL) return { url: config.NATS_URL };
-  const running = readRuntimeInfo(config);
-  if (running) return { url: running.natsUrl };
-  const server = await startNatsServer({ storeDir: path.join(config.stateDir, 'nats'), bin: config.NATS_SERVER_BIN });
-  logger.info({ url: server.url, storeDir: server.storeDir }, 'started embedded nats-server');
+  const storeDir = path.join(config.stateDir, 'nats');
+  const running = await claimNatsStore(config, storeDir, logger);
+  if (running) return { url: running };
+  const log = logger.child({ component: 'nats-server' });
+  const server = await startNatsServer({
+    storeDir,
+    bin: config.NATS_SERVER_BIN,
+    // Dies with this process, even on SIGKILL; restarted on the same port and store if it dies alone.
+    supervise: {
+      onExit: (e) => log.error({ pid: e.pid, code: e.code, signal: e.signal, stderr: e.stderr.slice(-2000) }, 'the embedded nats-server died; restarting it'),
+      onRestartFailed: (e) => log.error({ err: e.err, attempt: e.attempt, retryInMs: e.retryInMs }, 'the embedded nats-server did not start again; retrying'),
+      onRestart: (e) => {
+        log.warn({ pid: e.pid, restarts: e.restarts }, 'the embedded nats-server is running again');
+        hooks.onRestart?.(e.pid);
+      },
+    },
+  });
+  logger.info({ url: server.url, storeDir: server.storeDir, pid: server.pid }, 'started embedded nats-server');
   return { url: server.url, server };
 }
 
@@ -126,7 +225,14 @@ export async function openCatalog(nats: NatsClients, logger: Logger) {
  */
 export async function startRuntime(config: Config, roles: readonly Role[], logger: Logger): Promise<Runtime> {
   const metrics = createMetrics();
-  const { url: natsUrl, server: natsServer } = await resolveNats(config, logger);
+  const natsRestarts = new Counter({ name: 'meterline_nats_server_restarts_total', help: 'Times the embedded nats-server died on its own and was restarted', registers: [metrics.registry] });
+  let writeInfo = () => {};
+  const { url: natsUrl, server: natsServer } = await resolveNats(config, logger, {
+    onRestart: () => {
+      natsRestarts.inc();
+      writeInfo();
+    },
+  });
   const nats = await openNats(natsUrl, natsTopology(config), logger, `meterline-${roles.join('+')}`);
   const catalog = await openCatalog(nats, logger);
   const needsStore = roles.includes('processor') || roles.includes('api') || roles.includes('scheduler');
@@ -225,7 +331,9 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
   let ops: Awaited<ReturnType<typeof startOpsServer>> | undefined;
   let url: string | undefined;
   const ready = async () => ({
-    nats: !nats.nc.isClosed() && nats.nc.info !== undefined && (await nats.nc.flush().then(() => true, () => false)),
+    // The embedded nats-server is down (and being restarted): a reason of its own in /readyz.
+    ...(natsServer ? { natsServer: natsServer.running } : {}),
+    nats: natsServer?.running !== false && !nats.nc.isClosed() && nats.nc.info !== undefined && (await flushWithin(nats, 2_000)),
     ...(store ? { clickhouse: await store.ch.ping().then((r) => r.success, () => false) } : {}),
     ...(processor ? { processor: processor.healthy } : {}),
   });
@@ -305,9 +413,12 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
   }
 
   if (natsServer || roles.length === Roles.length) {
-    fs.mkdirSync(config.stateDir, { recursive: true });
-    const info: RuntimeInfo = { pid: process.pid, natsUrl, ...(url ? { httpUrl: url } : {}) };
-    fs.writeFileSync(runtimeFile(config), JSON.stringify(info, null, 2));
+    writeInfo = () => {
+      fs.mkdirSync(config.stateDir, { recursive: true });
+      const info: RuntimeInfo = { pid: process.pid, natsUrl, ...(url ? { httpUrl: url } : {}), ...(natsServer?.pid ? { natsPid: natsServer.pid } : {}) };
+      fs.writeFileSync(runtimeFile(config), JSON.stringify(info, null, 2));
+    };
+    writeInfo();
   }
 
   let stopped = false;
@@ -332,6 +443,7 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
     async stop() {
       if (stopped) return;
       stopped = true;
+      writeInfo = () => {};
       for (const t of tasks) await t.stop();
       await app?.close();
       await ops?.close();

@@ -14,7 +14,12 @@ export interface NatsServerHandle {
   url: string;
   port: number;
   storeDir: string;
-  pid: number | undefined;
+  /** The running nats-server's pid (it changes when a supervised server is restarted). */
+  readonly pid: number | undefined;
+  /** False between an unexpected exit and the restart of a supervised server (and after stop). */
+  readonly running: boolean;
+  /** How many times a supervised server was restarted after dying on its own. */
+  readonly restarts: number;
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
@@ -48,6 +53,48 @@ export interface NatsServerOptions {
   cluster?: { name: string; serverName: string; port: number; routes: number[] };
   /** JetStream's fsync interval (nats-server ≥ 2.10; e.g. `always`); the server's default (2m) if unset. */
   syncInterval?: string;
+  /** The server is killed when this process dies, however it dies (Linux; default true). */
+  dieWithParent?: boolean;
+  /** Restart the server when it dies on its own (see NatsSupervision); unset: it stays down. */
+  supervise?: NatsSupervision;
+}
+
+/**
+ * Restart the server when it exits on its own (never after `stop()`): on the same port and
+ * store, after 0.5 s, doubling to 10 s while starts keep failing. The callbacks say what happened.
+ */
+export interface NatsSupervision {
+  onExit?(e: { pid: number | undefined; code: number | null; signal: NodeJS.Signals | null; stderr: string }): void;
+  onRestart?(e: { pid: number | undefined; restarts: number }): void;
+  onRestartFailed?(e: { err: unknown; attempt: number; retryInMs: number }): void;
+}
+
+/** The configuration file a server on `storeDir` runs with: it is on the server's command line. */
+export function natsConfPath(storeDir: string): string {
+  return path.join(path.resolve(storeDir), 'nats-server.conf');
+}
+
+let setprivPath: string | null | undefined;
+/** util-linux's setpriv (Essential on Debian), which runs a program with a parent-death signal. */
+function setpriv(): string | null {
+  if (setprivPath !== undefined) return setprivPath;
+  setprivPath = null;
+  if (process.platform !== 'linux') return setprivPath;
+  for (const p of ['/usr/bin/setpriv', '/bin/setpriv', '/usr/sbin/setpriv']) {
+    if (spawnSync(p, ['--pdeathsig', 'SIGKILL', '--', 'true']).status === 0) return (setprivPath = p);
+  }
+  return setprivPath;
+}
+
+/**
+ * Spawns `bin args` so it dies with this process, even when this process is killed with SIGKILL
+ * (a signal nothing can catch): on Linux through `setpriv --pdeathsig SIGKILL`, which sets the
+ * kernel's parent-death signal and then execs the program (same pid, same command line). The
+ * signal fires when the spawning *thread* exits: call this from the main thread, as Meterline does.
+ */
+function spawnTied(bin: string, args: string[], dieWithParent: boolean): ChildProcess {
+  const sp = dieWithParent ? setpriv() : null;
+  return sp ? spawn(sp, ['--pdeathsig', 'SIGKILL', '--', bin, ...args], { stdio: ['ignore', 'ignore', 'pipe'] }) : spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
 export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServerHandle> {
@@ -55,7 +102,7 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
   if (!natsServerInstalled(bin)) throw new AppError('CONFIG_INVALID', NATS_INSTALL_HINT);
   const port = opts.port ?? (await freePort());
   fs.mkdirSync(opts.storeDir, { recursive: true });
-  const confPath = path.join(opts.storeDir, 'nats-server.conf');
+  const confPath = natsConfPath(opts.storeDir);
   // max_payload is raised so a full 1 MiB HTTP batch plus headers fits one message.
   fs.writeFileSync(
     confPath,
@@ -79,23 +126,90 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
       '',
     ].join('\n'),
   );
-  const child: ChildProcess = spawn(bin, ['-c', confPath], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr?.on('data', (b: Buffer) => {
-    stderr = (stderr + b.toString()).slice(-8192);
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  await waitForPort(port, 15_000, () => child.exitCode !== null).catch((err) => {
-    child.kill('SIGKILL');
-    throw new AppError('CONFIG_INVALID', `nats-server did not start on port ${port}: ${String(err)}\n${stderr}`);
-  });
+  const launch = async (): Promise<{ child: ChildProcess; stderr: () => string }> => {
+    const child = spawnTied(bin, ['-c', confPath], opts.dieWithParent ?? true);
+    let stderr = '';
+    child.stderr?.on('data', (b: Buffer) => {
+      stderr = (stderr + b.toString()).slice(-8192);
+    });
+    child.once('error', () => {
+      /* reported as an exit below */
+    });
+    await waitForNats(port, 15_000, () => child.exitCode !== null || child.signalCode !== null).catch((err) => {
+      child.kill('SIGKILL');
+      throw new AppError('CONFIG_INVALID', `nats-server did not start on port ${port}: ${String(err)}\n${stderr}`);
+    });
+    return { child, stderr: () => stderr };
+  };
+
+  let current = await launch();
+  let running = true;
+  let stopping = false;
+  let restarts = 0;
+  let wake: (() => void) | undefined;
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, ms);
+      wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  const exitOf = (child: ChildProcess) =>
+    child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise<void>((resolve) => child.once('exit', () => resolve()));
+
+  const watch = (proc: typeof current) => {
+    proc.child.once('exit', (code, signal) => {
+      if (stopping || proc !== current) return;
+      running = false;
+      opts.supervise?.onExit?.({ pid: proc.child.pid, code, signal, stderr: proc.stderr() });
+      if (opts.supervise) void restart();
+    });
+  };
+  const restart = async () => {
+    for (let attempt = 1; !stopping; attempt++) {
+      const delay = Math.min(10_000, 500 * 2 ** (attempt - 1));
+      await sleep(delay);
+      if (stopping) return;
+      try {
+        const next = await launch();
+        if (stopping) {
+          next.child.kill('SIGTERM');
+          return;
+        }
+        current = next;
+        running = true;
+        restarts++;
+        watch(next);
+        opts.supervise?.onRestart?.({ pid: next.child.pid, restarts });
+        return;
+      } catch (err) {
+        opts.supervise?.onRestartFailed?.({ err, attempt, retryInMs: Math.min(10_000, 500 * 2 ** attempt) });
+      }
+    }
+  };
+  watch(current);
+
   return {
     url: `nats://127.0.0.1:${port}`,
     port,
     storeDir: opts.storeDir,
-    pid: child.pid,
+    get pid() {
+      return current.child.pid;
+    },
+    get running() {
+      return running;
+    },
+    get restarts() {
+      return restarts;
+    },
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      stopping = true;
+      running = false;
+      wake?.();
+      const child = current.child;
       if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = exitOf(child);
       child.kill(signal);
       const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
       await exited;
@@ -104,22 +218,109 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
   };
 }
 
-async function waitForPort(port: number, timeoutMs: number, gaveUp: () => boolean): Promise<void> {
+/**
+ * Waits until a NATS server answers on `port`: it connects and reads the server's INFO line, so
+ * another program listening there is not taken for nats-server.
+ */
+async function waitForNats(port: number, timeoutMs: number, gaveUp: () => boolean): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (gaveUp()) throw new Error('process exited');
     const ok = await new Promise<boolean>((resolve) => {
       const s = net.connect(port, '127.0.0.1');
-      s.once('connect', () => {
+      let got = '';
+      const done = (v: boolean) => {
+        clearTimeout(timer);
         s.destroy();
-        resolve(true);
+        resolve(v);
+      };
+      const timer = setTimeout(() => done(false), 1_000);
+      s.on('data', (b: Buffer) => {
+        got += b.toString('latin1');
+        if (got.length >= 5) done(got.startsWith('INFO '));
       });
-      s.once('error', () => resolve(false));
+      s.once('error', () => done(false));
+      s.once('close', () => done(false));
     });
     if (ok) return;
+    if (gaveUp()) throw new Error('process exited');
     if (Date.now() > deadline) throw new Error('timed out');
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** A process found by scanning /proc. */
+export interface ProcInfo {
+  pid: number;
+  ppid: number;
+  argv: string[];
+}
+
+/** The command line of a live process (Linux /proc), or undefined if it is gone or unreadable. */
+export function procInfo(pid: number): ProcInfo | undefined {
+  try {
+    const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a) => a !== '');
+    if (argv.length === 0) return undefined; // a zombie or a kernel thread
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // pid (comm) state ppid ...: comm may contain spaces and parentheses; it ends at the last ')'.
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    return { pid, ppid, argv };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether /proc describes processes here (Linux); elsewhere none of the checks below can run. */
+export function procAvailable(): boolean {
+  return process.platform === 'linux' && fs.existsSync('/proc/self/cmdline');
+}
+
+/** Whether `p` is a nats-server running on the store in `storeDir` (its configuration file is ours). */
+export function isNatsServerOn(p: ProcInfo, storeDir: string): boolean {
+  const conf = natsConfPath(storeDir);
+  return path.basename(p.argv[0] ?? '').includes('nats-server') && p.argv.slice(1).some((a) => a === conf || path.resolve(a) === conf);
+}
+
+/** Every live nats-server process on the store in `storeDir` (Linux; empty elsewhere). */
+export function findNatsServers(storeDir: string): ProcInfo[] {
+  if (!procAvailable()) return [];
+  const found: ProcInfo[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const p = procInfo(Number(name));
+    if (p && isNatsServerOn(p, storeDir)) found.push(p);
+  }
+  return found;
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves when the process is gone. */
+export async function terminateProcess(pid: number, graceMs = 10_000): Promise<void> {
+  const alive = () => {
+    try {
+      process.kill(pid, 0);
+      // A zombie (dead, not yet reaped by its parent) answers kill(0) but has no command line.
+      return !procAvailable() || procInfo(pid) !== undefined;
+    } catch {
+      return false;
+    }
+  };
+  const waitGone = async (ms: number) => {
+    const deadline = Date.now() + ms;
+    while (alive() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    return !alive();
+  };
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  if (await waitGone(graceMs)) return;
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    return;
+  }
+  if (!(await waitGone(10_000))) throw new AppError('CONFIG_INVALID', `process ${pid} did not exit after SIGKILL`);
 }
 
 export interface NatsClusterHandle {

@@ -23,8 +23,9 @@ export function registerOpsRoutes(app: FastifyInstance, deps: AppDeps): void {
   app.get('/healthz', { schema: { tags: ['ops'], summary: 'Liveness: the process answers', security: [] } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: { tags: ['ops'], summary: 'Readiness: NATS and ClickHouse reachable', security: [] } }, async (_req, reply) => {
     const checks = await deps.ready();
-    const ok = Object.values(checks).every(Boolean);
-    return reply.status(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not ready', checks });
+    const failing = Object.keys(checks).filter((k) => !checks[k]);
+    if (failing.length === 0) return reply.status(200).send({ status: 'ready', checks });
+    return reply.status(503).send({ status: 'not ready', reason: `not ready: ${failing.join(', ')} down`, checks });
   });
   app.get('/metrics', { config: { scope: 'read' }, schema: { tags: ['ops'], summary: 'Prometheus metrics' } }, async (_req, reply) =>
     reply.header('content-type', deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()),
