@@ -805,20 +805,20 @@ export class Processor {
       const entry = ledgerEntry(token, units, now, p.meters.filter((m) => types.has(m.eventType)), accepted);
       // The ledger first: from here on, a crash anywhere leaves the next owner what it needs to
       // repeat this exact insert (see write-ledger.ts). If NATS cannot record it, nothing is written.
-      const revision = await this.ledger!.record(entry);
+      const slot = await this.ledger!.record(entry);
       let refused: Refused[];
       try {
         refused = await this.land(rows, token, units, msgs);
       } catch (err) {
         // Given up unlanded (the partition lost, or stopping): the entry stays for the next owner,
         // and until redeliveries are through fresh keys are checked against the store as well.
-        await this.ledger!.orphan(entry, revision).catch((e: unknown) => this.log.error({ err: errorMessage(e) }, 'could not keep an unlanded insert in the write ledger'));
+        this.ledger!.keep(slot);
         for (const u of units) this.verifyUntil.set(u, Math.max(this.verifyUntil.get(u) ?? 0, now + 5 * 60_000));
         this.log.error({ err: errorMessage(err), messages: batch.length }, 'insert not landed; messages will be redelivered');
         this.retryLater(msgs);
         return false;
       }
-      await this.ledger!.clear(revision);
+      await this.ledger!.clear(slot);
       if (refused.length > 0) {
         const out = new Set(refused.map((r) => r.at));
         for (const r of refused) {

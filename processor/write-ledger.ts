@@ -54,47 +54,65 @@ export interface PendingWrite {
 
 const BUCKET = 'meterline_write_ledger';
 
+/** Where an insert is recorded: its slot and the revision written. */
+export interface LedgerSlot {
+  key: string;
+  revision: number;
+}
+
 /**
- * The write ledger in a NATS KV bucket. Each processor has one slot (`w.<holder>`) for its insert
- * in flight (writes are serial in a processor): recorded before the insert, cleared once it has
- * landed in every table. A write given up without landing (its partition lost, the process
- * stopping) is moved to a key of its own (`o.<token>`), so the slot's next batch does not
- * overwrite it. Whoever takes a partition next replays every entry naming it before consuming.
+ * The write ledger in a NATS KV bucket. A processor records its insert in flight in a slot of its
+ * own (`w.<holder>.<n>`) and clears it once the insert has landed in every table; writes are
+ * serial in a processor, so one slot is in use at a time. A write given up without landing (its
+ * partition lost, the process stopping) stays in its slot, and the slot stays taken until that
+ * entry is gone (the next owner of the partition repeated and removed it): the next batch then
+ * takes another slot, so an entry is never overwritten before it has been repeated. Whoever
+ * takes a partition next repeats every entry naming it before consuming.
  */
 export class WriteLedger {
+  /** Slots holding an entry that has not landed: revision written. */
+  private readonly taken = new Map<string, number>();
+
   private constructor(
     private readonly kv: KV,
-    private readonly slot: string,
+    private readonly holder: string,
   ) {}
 
   static async open(js: JetStreamClient, holder: string, replicas = 1): Promise<WriteLedger> {
     const kv = await new Kvm(js).create(BUCKET, { history: 1, replicas });
-    return new WriteLedger(kv, `w.${keyPart(holder)}`);
+    return new WriteLedger(kv, keyPart(holder));
   }
 
-  /** Records the insert about to run; returns the slot's revision. */
-  async record(entry: LedgerEntry): Promise<number> {
-    return this.kv.put(this.slot, JSON.stringify(entry));
+  /** Records the insert about to run in a free slot. */
+  async record(entry: LedgerEntry): Promise<LedgerSlot> {
+    for (let n = 0; ; n++) {
+      const key = `w.${this.holder}.${n}`;
+      const revision = this.taken.get(key);
+      if (revision !== undefined) {
+        const e = await this.kv.get(key);
+        if (e && e.operation === 'PUT' && e.revision === revision) continue; // still waiting to be repeated
+        this.taken.delete(key);
+      }
+      return { key, revision: await this.kv.put(key, JSON.stringify(entry)) };
+    }
   }
 
   /** The insert has landed in every table. */
-  async clear(revision: number): Promise<void> {
-    await this.kv.delete(this.slot, { previousSeq: revision }).catch(() => undefined);
+  async clear(slot: LedgerSlot): Promise<void> {
+    await this.kv.delete(slot.key, { previousSeq: slot.revision }).catch(() => undefined);
   }
 
-  /** The insert was given up unlanded: keeps it for the next owner under its own key. */
-  async orphan(entry: LedgerEntry, revision: number): Promise<void> {
-    await this.kv.put(`o.${keyPart(entry.token)}`, JSON.stringify(entry));
-    await this.clear(revision);
+  /** The insert was given up unlanded: the entry stays for the partition's next owner, and its slot stays taken. */
+  keep(slot: LedgerSlot): void {
+    this.taken.set(slot.key, slot.revision);
   }
 
   /** Every recorded insert that holds messages of `unit` (any holder's, this one's too). */
   async pendingFor(unit: number): Promise<PendingWrite[]> {
     const out: PendingWrite[] = [];
     const keys: string[] = [];
-    for await (const k of await this.kv.keys()) keys.push(k);
+    for await (const k of await this.kv.keys('w.>')) keys.push(k);
     for (const key of keys) {
-      if (!key.startsWith('w.') && !key.startsWith('o.')) continue;
       const e = await this.kv.get(key);
       if (!e || e.operation !== 'PUT' || e.length === 0) continue;
       const entry = e.json<LedgerEntry>();
@@ -103,7 +121,7 @@ export class WriteLedger {
     return out;
   }
 
-  /** A replayed entry has landed: removes exactly that revision (a newer entry in the slot stays). */
+  /** A repeated entry has landed: removes exactly that revision (a newer entry in the slot stays). */
   async done(p: PendingWrite): Promise<void> {
     await this.kv.delete(p.key, { previousSeq: p.revision }).catch(() => undefined);
   }
