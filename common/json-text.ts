@@ -17,7 +17,16 @@ export interface JsonScan {
   ends: number[];
   /** False when the element has a number that `JSON.parse` would not give back as written. */
   exact: boolean[];
+  /** How deep the element nests: 0 for a scalar, 1 for an object or array of scalars, and so on. */
+  depth: number[];
 }
+
+/**
+ * Elements nested deeper than this are not parsed again by lossless-json, which recurses and would
+ * overflow the stack (JSON.parse does not); they keep `JSON.parse`'s value. No event that deep is
+ * valid (ingest/cloudevents.ts refuses more than 64 levels), so their numbers are never used.
+ */
+export const MAX_EXACT_DEPTH = 256;
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -46,25 +55,27 @@ function skipString(text: string, i: number): number {
  * Scans one JSON value starting at `i` (no leading space); returns where it ends and whether its
  * numbers are exact as doubles. The text must be valid JSON (callers parse it first).
  */
-function scanValue(text: string, i: number): { end: number; exact: boolean } {
+function scanValue(text: string, i: number): { end: number; exact: boolean; maxDepth: number } {
   let depth = 0;
+  let maxDepth = 0;
   let exact = true;
   const n = text.length;
   while (i < n) {
     const c = text.charCodeAt(i);
     if (c === QUOTE) {
       i = skipString(text, i);
-      if (depth === 0) return { end: i, exact };
+      if (depth === 0) return { end: i, exact, maxDepth };
     } else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
       depth++;
+      if (depth > maxDepth) maxDepth = depth;
       i++;
     } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) {
-      if (depth === 0) return { end: i, exact };
+      if (depth === 0) return { end: i, exact, maxDepth };
       depth--;
       i++;
-      if (depth === 0) return { end: i, exact };
+      if (depth === 0) return { end: i, exact, maxDepth };
     } else if (c === COMMA) {
-      if (depth === 0) return { end: i, exact };
+      if (depth === 0) return { end: i, exact, maxDepth };
       i++;
     } else if (isNumberChar(c)) {
       const start = i;
@@ -73,7 +84,7 @@ function scanValue(text: string, i: number): { end: number; exact: boolean } {
         const token = text.slice(start, i);
         exact = String(Number(token)) === token;
       }
-      if (depth === 0) return { end: i, exact };
+      if (depth === 0) return { end: i, exact, maxDepth };
     } else if (isSpace(c)) {
       i++;
     } else {
@@ -81,10 +92,10 @@ function scanValue(text: string, i: number): { end: number; exact: boolean } {
       const start = i;
       while (i < n && text.charCodeAt(i) >= 0x61 && text.charCodeAt(i) <= 0x7a) i++;
       if (i === start) i++;
-      if (depth === 0) return { end: i, exact };
+      if (depth === 0) return { end: i, exact, maxDepth };
     }
   }
-  return { end: n, exact };
+  return { end: n, exact, maxDepth };
 }
 
 function skipSpace(text: string, i: number): number {
@@ -96,16 +107,17 @@ function skipSpace(text: string, i: number): number {
 export function scanJson(text: string): JsonScan {
   let i = skipSpace(text, 0);
   if (text.charCodeAt(i) !== OPEN_ARRAY) {
-    const { end, exact } = scanValue(text, i);
-    return { isArray: false, starts: [i], ends: [end], exact: [exact] };
+    const { end, exact, maxDepth } = scanValue(text, i);
+    return { isArray: false, starts: [i], ends: [end], exact: [exact], depth: [maxDepth] };
   }
-  const scan: JsonScan = { isArray: true, starts: [], ends: [], exact: [] };
+  const scan: JsonScan = { isArray: true, starts: [], ends: [], exact: [], depth: [] };
   i = skipSpace(text, i + 1);
   while (i < text.length && text.charCodeAt(i) !== CLOSE_ARRAY) {
-    const { end, exact } = scanValue(text, i);
+    const { end, exact, maxDepth } = scanValue(text, i);
     scan.starts.push(i);
     scan.ends.push(end);
     scan.exact.push(exact);
+    scan.depth.push(maxDepth);
     i = skipSpace(text, end);
     if (text.charCodeAt(i) === COMMA) i = skipSpace(text, i + 1);
   }
@@ -127,7 +139,10 @@ export interface ExactJson {
   texts(): string[];
 }
 
-/** Parses `text` exactly; throws `SyntaxError` on invalid JSON. */
+/**
+ * Parses `text` exactly; throws `SyntaxError` on invalid JSON. Never overflows the stack: an
+ * element nested deeper than `MAX_EXACT_DEPTH` keeps `JSON.parse`'s value (and `lossless` false).
+ */
 export function parseExact(text: string): ExactJson {
   const parsed: unknown = JSON.parse(text);
   const scan = scanJson(text);
@@ -138,9 +153,91 @@ export function parseExact(text: string): ExactJson {
     const slow = Array.isArray(all) ? all : [all];
     return { isArray: Array.isArray(all), items: slow, lossless: slow.map(() => true), texts: () => slow.map((x) => losslessStringify(x) ?? 'null') };
   }
-  const lossless = scan.exact.map((e) => !e);
+  const lossless = scan.exact.map((e, i) => !e && scan.depth[i]! <= MAX_EXACT_DEPTH);
   for (let i = 0; i < items.length; i++) {
     if (lossless[i]) items[i] = losslessParse(text.slice(scan.starts[i], scan.ends[i]));
   }
   return { isArray: scan.isArray, items, lossless, texts: () => elementTexts(text, scan) };
+}
+
+/** Bytes that are not UTF-8: where the first bad byte is. */
+export class Utf8Error extends Error {
+  constructor(
+    readonly offset: number,
+    readonly byte: number,
+  ) {
+    super(`not valid UTF-8 (byte 0x${byte.toString(16).padStart(2, '0')} at offset ${offset})`);
+    this.name = 'Utf8Error';
+  }
+}
+
+/** Keeps a byte order mark as U+FEFF: the text is exactly the bytes. */
+const UTF8_FATAL = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+const UTF8_LENIENT = new TextDecoder('utf-8', { ignoreBOM: true });
+
+/**
+ * `bytes` as text, or a `Utf8Error` naming the first byte that is not UTF-8. Never replaces
+ * bytes with U+FFFD: `a\xff` and `a\xfe` would both become `a\ufffd`, two ids one.
+ */
+export function decodeUtf8Strict(bytes: Uint8Array): string {
+  try {
+    return UTF8_FATAL.decode(bytes);
+  } catch {
+    const offset = invalidUtf8Offset(bytes);
+    throw new Utf8Error(offset, bytes[offset] ?? 0);
+  }
+}
+
+/**
+ * The length of the well-formed UTF-8 sequence at `i` (1 to 4), or 0 if there is none (RFC 3629:
+ * no overlong forms, no surrogates, nothing above U+10FFFF).
+ */
+function sequenceLength(bytes: Uint8Array, i: number): number {
+  const b = bytes[i]!;
+  if (b < 0x80) return 1;
+  let n: number;
+  let lo = 0x80;
+  let hi = 0xbf;
+  if (b >= 0xc2 && b <= 0xdf) n = 2;
+  else if (b === 0xe0) [n, lo] = [3, 0xa0];
+  else if (b === 0xed) [n, hi] = [3, 0x9f];
+  else if (b >= 0xe1 && b <= 0xef) n = 3;
+  else if (b === 0xf0) [n, lo] = [4, 0x90];
+  else if (b >= 0xf1 && b <= 0xf3) n = 4;
+  else if (b === 0xf4) [n, hi] = [4, 0x8f];
+  else return 0;
+  if (i + n > bytes.length) return 0;
+  const second = bytes[i + 1]!;
+  if (second < lo || second > hi) return 0;
+  for (let k = 2; k < n; k++) if ((bytes[i + k]! & 0xc0) !== 0x80) return 0;
+  return n;
+}
+
+/** The offset of the first byte that is not part of well-formed UTF-8; -1 if all are. */
+export function invalidUtf8Offset(bytes: Uint8Array): number {
+  for (let i = 0; i < bytes.length; ) {
+    const n = sequenceLength(bytes, i);
+    if (n === 0) return i;
+    i += n;
+  }
+  return -1;
+}
+
+/**
+ * For error reports only: `bytes` as text with each byte that is not UTF-8 as the lone surrogate
+ * U+DC00 + byte (U+DC80 to U+DCFF), so the text stays JSON and the bad bytes can be found in it.
+ */
+export function decodeUtf8Escaped(bytes: Uint8Array): string {
+  let out = '';
+  let run = 0;
+  for (let i = 0; i < bytes.length; ) {
+    const n = sequenceLength(bytes, i);
+    if (n > 0) {
+      i += n;
+      continue;
+    }
+    out += UTF8_LENIENT.decode(bytes.subarray(run, i)) + String.fromCharCode(0xdc00 + bytes[i]!);
+    run = ++i;
+  }
+  return out + UTF8_LENIENT.decode(bytes.subarray(run));
 }

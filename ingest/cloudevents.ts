@@ -1,6 +1,7 @@
 import { isLosslessNumber } from 'lossless-json';
 import { z } from 'zod';
 import { formatDurationMs } from '../common/duration.ts';
+import { decodeUtf8Escaped, scanJson, type Utf8Error } from '../common/json-text.ts';
 
 /**
  * CloudEvents 1.0 JSON as Meterline accepts it (the format OpenMeter's API and SDKs use).
@@ -8,6 +9,17 @@ import { formatDurationMs } from '../common/duration.ts';
  * published straight onto NATS. `now` is a parameter.
  */
 export const MAX_FIELD_LENGTH = 256;
+/**
+ * How deep `data` (and any extension attribute) may nest: the `data` object is level 1, each
+ * object or array in it one more. Deeper input would overflow recursive code (JSON.stringify,
+ * lossless-json) further down the line.
+ */
+export const MAX_DATA_DEPTH = 64;
+
+export const LONE_SURROGATE_REASON = 'contains a lone UTF-16 surrogate (invalid Unicode)';
+const NOT_FINITE_REASON = 'the number is out of range: not finite as a double (magnitude beyond 1.8e308)';
+/** At most this many content errors are listed per event. */
+const MAX_CONTENT_ERRORS = 10;
 
 const CONTENT_TYPE = /^application\/(.+\+)?json\b/i;
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
@@ -75,6 +87,77 @@ type Envelope = Pick<z.infer<typeof CloudEventSchema>, 'id' | 'source' | 'type' 
 
 const isAttr = (v: unknown): v is string => typeof v === 'string' && v.length >= 1 && v.length <= MAX_FIELD_LENGTH;
 
+/** Well-formed UTF-16: no lone surrogate, so the text has a UTF-8 form ClickHouse can store (ES2024, Node 20). */
+const isWellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
+const toWellFormed = (s: string): string => (s as unknown as { toWellFormed(): string }).toWellFormed();
+
+/** The attributes of the envelope; any other is an extension attribute (kept in the body, not stored). */
+const ENVELOPE = new Set(['specversion', 'id', 'source', 'type', 'subject', 'time', 'datacontenttype', 'data']);
+
+/**
+ * What the store cannot hold in `value` (the attribute `name`): strings and keys with a lone
+ * surrogate, numbers that are not finite as doubles (1e400 would become Infinity), nesting deeper
+ * than `MAX_DATA_DEPTH`. With `depthOnly`, only the nesting. The walk never goes deeper than the
+ * limit, so hostile input cannot overflow the stack here.
+ */
+function contentErrors(name: string, value: unknown, depthOnly: boolean, errors: FieldError[]): void {
+  const path: string[] = [name];
+  const field = () => path.join('.');
+  let stop = false;
+  const add = (reason: string) => {
+    errors.push({ field: field(), reason });
+    stop = errors.length >= MAX_CONTENT_ERRORS;
+  };
+  const walk = (v: unknown, depth: number): void => {
+    if (typeof v === 'string') {
+      if (!depthOnly && !isWellFormed(v)) add(LONE_SURROGATE_REASON);
+    } else if (typeof v === 'number') {
+      if (!depthOnly && !Number.isFinite(v)) add(NOT_FINITE_REASON);
+    } else if (typeof v === 'object' && v !== null) {
+      // A LosslessNumber (from the processor's parse), not a plain object that merely looks like one.
+      if (Object.getPrototypeOf(v) !== Object.prototype && !Array.isArray(v) && isLosslessNumber(v)) {
+        if (!depthOnly && !Number.isFinite(Number(v.value))) add(NOT_FINITE_REASON);
+        return;
+      }
+      if (depth > MAX_DATA_DEPTH) {
+        errors.push({ field: name, reason: `${name} is nested more than ${MAX_DATA_DEPTH} levels deep` });
+        stop = true;
+        return;
+      }
+      if (Array.isArray(v)) {
+        for (let i = 0; i < v.length && !stop; i++) {
+          path.push(String(i));
+          walk(v[i], depth + 1);
+          path.pop();
+        }
+        return;
+      }
+      for (const k in v) {
+        if (stop) return;
+        path.push(k);
+        if (!depthOnly && !isWellFormed(k)) add(LONE_SURROGATE_REASON);
+        walk((v as Record<string, unknown>)[k], depth + 1);
+        path.pop();
+      }
+    }
+  };
+  walk(value, 1);
+}
+
+/** What the store cannot hold in a well-formed envelope (see `contentErrors`); empty when it can hold all of it. */
+function storableErrors(raw: Record<string, unknown>, ev: Envelope): FieldError[] {
+  const errors: FieldError[] = [];
+  for (const name of ['id', 'source', 'type', 'subject'] as const) {
+    if (!isWellFormed(ev[name])) errors.push({ field: name, reason: LONE_SURROGATE_REASON });
+  }
+  if (ev.data != null) contentErrors('data', ev.data, false, errors);
+  // Extension attributes are not stored, but must not nest deeper than data may (they are parsed again).
+  for (const name in raw) {
+    if (!ENVELOPE.has(name) && typeof raw[name] === 'object') contentErrors(name, raw[name], true, errors);
+  }
+  return errors;
+}
+
 /**
  * The same checks as `CloudEventSchema`, for the common case of a well-formed event, without
  * zod's cost (it is the hot path of ingest and the processor); `undefined` when any check
@@ -109,6 +192,8 @@ export function checkEvent(raw: unknown, receivedAtMs: number, limits: TimeLimit
     }
     ev = parsed.data;
   }
+  const unstorable = storableErrors(raw as Record<string, unknown>, ev);
+  if (unstorable.length > 0) return { ok: false, errors: unstorable };
   let timeMs = receivedAtMs;
   if (ev.time) {
     timeMs = Date.parse(ev.time.replace(' ', 'T'));
@@ -147,6 +232,49 @@ export function checkBatch(items: unknown[], receivedAtMs: number, limits: TimeL
     }
   });
   return { events, errors };
+}
+
+/**
+ * Where a body that is not UTF-8 goes wrong, as an event error: the event, its id and the field
+ * (or key) holding the first bad byte, and how many events the body has. `undefined` when that
+ * byte is not inside an event's string (or the body is not JSON anyway).
+ */
+export function invalidUtf8Event(bytes: Uint8Array, err: Utf8Error): { count: number; error: EventError } | undefined {
+  // Each bad byte becomes a lone surrogate: the text stays JSON and the byte is found in a string.
+  const text = decodeUtf8Escaped(bytes);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const items = Array.isArray(parsed) ? (parsed as unknown[]) : [parsed];
+  const scan = scanJson(text);
+  const at = decodeUtf8Escaped(bytes.subarray(0, err.offset)).length;
+  const index = scan.starts.findIndex((start, i) => start <= at && at < scan.ends[i]!);
+  if (index < 0 || index >= items.length) return undefined;
+  const item = items[index];
+  const path = illFormedPath(item);
+  if (path === undefined) return undefined;
+  const id = (item as { id?: unknown } | null)?.id;
+  return {
+    count: items.length,
+    error: { index, ...(typeof id === 'string' ? { id: toWellFormed(id).slice(0, MAX_FIELD_LENGTH) } : {}), field: path.join('.'), reason: `body is ${err.message}` },
+  };
+}
+
+/** The path of the first string or key in `value` that is not well-formed UTF-16 (depth-first, bounded). */
+function illFormedPath(value: unknown, path: string[] = []): string[] | undefined {
+  if (typeof value === 'string') return isWellFormed(value) ? undefined : path;
+  if (typeof value !== 'object' || value === null) return undefined;
+  // Far beyond the depth limit: the outermost attribute is name enough (and the stack is safe).
+  if (path.length > 16 * MAX_DATA_DEPTH) return path.slice(0, 1);
+  for (const [k, v] of Array.isArray(value) ? value.map((x, i) => [String(i), x] as const) : Object.entries(value)) {
+    if (!isWellFormed(k)) return [...path, k];
+    const found = illFormedPath(v, [...path, k]);
+    if (found) return found;
+  }
+  return undefined;
 }
 
 /** The identity of an event: `(source, id)`. The source's length makes it unambiguous even when both contain NUL. */

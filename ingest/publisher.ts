@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { headers as natsHeaders } from '@nats-io/transport-node';
+import { headers as natsHeaders, millis } from '@nats-io/transport-node';
 import type { JetStreamClient } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
 import { elementTexts, scanJson } from '../common/json-text.ts';
 import { partitionOfItem } from '../common/partition.ts';
-import { AppError, errorMessage } from '../common/errors.ts';
+import { AppError, errorMessage, isAppError, type ErrorCode } from '../common/errors.ts';
 import type { Metrics } from '../common/metrics.ts';
 
 /** Header carrying the ingest receipt time (epoch ms); the default for events without `time`. */
@@ -17,23 +18,88 @@ export interface PublishResult {
 }
 
 /**
+ * 409 INGEST_IDEMPOTENCY_CONFLICT: an Idempotency-Key reused for another body.
+ * TODO: a plain `new AppError('INGEST_IDEMPOTENCY_CONFLICT', ...)` once common/errors.ts lists
+ * the code (`INGEST_IDEMPOTENCY_CONFLICT: { httpStatus: 409, retryable: false }`).
+ */
+function idempotencyConflict(key: string): AppError {
+  const err = new AppError('REQUEST_INVALID', `Idempotency-Key ${JSON.stringify(key)} was already used for a different body; a key may only be reused for the identical body (a retry). Send a new key for new events`, {
+    httpStatus: 409,
+  });
+  Object.defineProperty(err, 'code', { value: 'INGEST_IDEMPOTENCY_CONFLICT' as ErrorCode });
+  return err;
+}
+
+/**
+ * Which body each Idempotency-Key was first used for (a SHA-256 of it), in a NATS KV bucket whose
+ * entries live as long as the event stream's duplicate window: within it, a key reused for another
+ * body is refused instead of being stored as a duplicate of the first (JetStream would drop it).
+ * The bucket is created on first use, with the window and replicas of the stream of `subject`.
+ */
+export class IdempotencyKeys {
+  private kv: Promise<KV> | undefined;
+
+  constructor(
+    private readonly js: JetStreamClient,
+    private readonly subject: string,
+    private readonly bucket = 'meterline_idempotency',
+  ) {}
+
+  private open(): Promise<KV> {
+    this.kv ??= (async () => {
+      const jsm = await this.js.jetstreamManager();
+      const { config } = await jsm.streams.info(await jsm.streams.find(this.subject));
+      return new Kvm(this.js).create(this.bucket, { ttl: millis(config.duplicate_window ?? 120_000_000_000), history: 1, replicas: config.num_replicas });
+    })().catch((err: unknown) => {
+      this.kv = undefined;
+      throw err;
+    });
+    return this.kv;
+  }
+
+  /** Records `key` for the body with hash `bodyHash`; false if it is recorded for another body. */
+  async claim(key: string, bodyHash: string): Promise<boolean> {
+    const kv = await this.open();
+    const name = `idem.${createHash('sha256').update(key).digest('base64url')}`;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        await kv.create(name, bodyHash);
+        return true;
+      } catch (err) {
+        const entry = await kv.get(name);
+        // Expired or deleted meanwhile: claim it again.
+        if (!entry || entry.operation !== 'PUT') continue;
+        if (entry.string() === bodyHash) return true;
+        if (!/wrong last sequence/i.test(errorMessage(err))) throw err;
+        return false;
+      }
+    }
+    throw new Error(`Idempotency-Key record ${name} keeps changing`);
+  }
+}
+
+/**
  * Stores event batches in JetStream. Each event goes to its partition's subject (a hash of
  * `(source, id)`, see common/partition.ts), so a batch becomes one message per partition it
  * touches (one message when there is one partition or every event hashes to the same one, in
  * which case the body is stored byte for byte). The message id is the producer's
- * Idempotency-Key (or a hash of the body) and the partition, so a retried request within the
- * stream's duplicate window is stored once. Resolves only after JetStream acknowledged every
- * message (guarantee 1). Numbers in `data` keep every digit: events are re-serialised with
- * lossless-json when a batch is split.
+ * Idempotency-Key with a hash of the body (or the hash alone) and the partition, so a retried
+ * request within the stream's duplicate window is stored once; the same key with another body is
+ * refused (409, see `IdempotencyKeys`), never dropped as a duplicate. Resolves only after
+ * JetStream acknowledged every message (guarantee 1). Numbers in `data` keep every digit: events
+ * are re-serialised with lossless-json when a batch is split.
  */
 export class EventPublisher {
   private inflight = 0;
+  private readonly keys: IdempotencyKeys;
 
   constructor(
     private readonly js: JetStreamClient,
     private readonly subjectOf: (partition: number) => string,
-    private readonly opts: { partitions: number; timeoutMs: number; maxInflight: number; maxPayloadBytes: () => number; metrics: Metrics },
-  ) {}
+    private readonly opts: { partitions: number; timeoutMs: number; maxInflight: number; maxPayloadBytes: () => number; metrics: Metrics; idempotencyKeys?: IdempotencyKeys },
+  ) {
+    this.keys = opts.idempotencyKeys ?? new IdempotencyKeys(js, subjectOf(0));
+  }
 
   static batchHash(body: string): string {
     return createHash('sha256').update(body).digest('base64url');
@@ -44,7 +110,9 @@ export class EventPublisher {
     if (this.inflight >= this.opts.maxInflight) {
       throw new AppError('INGEST_OVERLOADED', 'too many batches in flight; retry after the delay in Retry-After', { details: { retryAfterSeconds: 1 } });
     }
-    const key = opts.idempotencyKey ?? EventPublisher.batchHash(body);
+    const hash = EventPublisher.batchHash(body);
+    // The body's hash is part of the id: a different body under the same key is never a duplicate.
+    const key = opts.idempotencyKey !== undefined ? `${opts.idempotencyKey}:${hash.slice(0, 16)}` : hash;
     const limit = this.opts.maxPayloadBytes() - 1024;
     const messages = partitionMessages(body, opts.batch, this.opts.partitions, limit).map(({ partition, part, data }) => ({
       subject: this.subjectOf(partition),
@@ -55,11 +123,13 @@ export class EventPublisher {
     this.opts.metrics.ingestInflight.inc();
     const end = this.opts.metrics.ingestPublishSeconds.startTimer();
     try {
+      if (opts.idempotencyKey !== undefined && !(await this.keys.claim(opts.idempotencyKey, hash))) throw idempotencyConflict(opts.idempotencyKey);
       const h = natsHeaders();
       h.set(RECEIVED_AT_HEADER, String(opts.receivedAtMs));
       const acks = await Promise.all(messages.map((m) => this.js.publish(m.subject, m.data, { msgID: m.msgID, headers: h, timeout: this.opts.timeoutMs })));
       return { seq: Math.max(...acks.map((a) => a.seq)), duplicate: acks.every((a) => a.duplicate) };
     } catch (err) {
+      if (isAppError(err)) throw err;
       throw new AppError('INGEST_UNAVAILABLE', `the event log is unavailable (${errorMessage(err)}); retry after the delay in Retry-After (a retry with the same Idempotency-Key or body is stored once)`, {
         cause: err,
         details: { retryAfterSeconds: 2 },
