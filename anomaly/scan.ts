@@ -1,4 +1,4 @@
-import { Decimal } from 'decimal.js';
+import { Decimal } from '../common/decimal.ts';
 import type { CatalogReplica } from '../common/catalog.ts';
 import type { Store } from '../common/clickhouse.ts';
 import { errorMessage } from '../common/errors.ts';
@@ -90,7 +90,7 @@ export class AnomalyScanner {
       if (!SCORED.includes(meter.aggregation)) continue;
       const value = ROLLUP_AGG[meter.aggregation];
       const rs = await store.ch.query({
-        query: `SELECT subject, toString(toUnixTimestamp(window_start)) AS h, ${value} AS v FROM ${store.db}.meter_usage_1h
+        query: `SELECT subject, toString(toUnixTimestamp(window_start)) AS h, ${value} AS v FROM ${store.db}.meter_usage_1h_v2
                 WHERE meter_id = {meterId:String} AND window_start >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND window_start < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
                 GROUP BY subject, window_start ORDER BY subject`,
         query_params: { meterId: meter.id, from: startMs, to: endMs },

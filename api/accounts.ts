@@ -1,4 +1,4 @@
-import { Decimal } from 'decimal.js';
+import { Decimal } from '../common/decimal.ts';
 import type { Store } from '../common/clickhouse.ts';
 import type { Logger } from '../common/logger.ts';
 import type { CatalogReplica } from '../common/catalog.ts';

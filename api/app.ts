@@ -8,6 +8,7 @@ import type { Logger } from '../common/logger.ts';
 import type { Metrics } from '../common/metrics.ts';
 import type { CatalogReplica } from '../common/catalog.ts';
 import type { Store } from '../common/clickhouse.ts';
+import type { Leases } from '../common/lease.ts';
 import type { EventPublisher, TimeLimits } from '../ingest/index.ts';
 import type { DeadLetters, Meter } from '../processor/index.ts';
 import { hasScope, type ApiKeyRecord, type ApiKeys, type Scope } from './keys.ts';
@@ -40,6 +41,8 @@ export interface AppDeps {
   portalTokens?: PortalTokens;
   /** Serve the dashboard and portal under /ui/ (default true wherever the API is served). */
   ui?: boolean;
+  /** NATS KV leases: `POST /api/v1/repair` holds `maintenance.writes` while it runs (absent: repair is refused). */
+  leases?: Leases;
   /** Readiness: every dependency this process needs is reachable. */
   ready: () => Promise<Record<string, boolean>>;
 }

@@ -77,36 +77,36 @@ describe('isValidTimeZone', () => {
 describe('chooseSource', () => {
   it.each<[string, number, number, WindowSize | undefined, string, Source]>([
     // day-aligned ranges
-    ['whole days, no windows', JAN1, FEB1, undefined, 'UTC', 'meter_usage_1d'],
-    ['whole days, no windows, any zone', JAN1, FEB1, undefined, 'Asia/Kolkata', 'meter_usage_1d'],
-    ['DAY in UTC', JAN1, FEB1, 'DAY', 'UTC', 'meter_usage_1d'],
-    ['DAY in Etc/UTC', JAN1, FEB1, 'DAY', 'Etc/UTC', 'meter_usage_1d'],
-    ['DAY in GMT', JAN1, FEB1, 'DAY', 'GMT', 'meter_usage_1d'],
-    ['DAY in Europe/Berlin', JAN1, FEB1, 'DAY', 'Europe/Berlin', 'meter_usage_1h'],
-    ['DAY in America/New_York', JAN1, FEB1, 'DAY', 'America/New_York', 'meter_usage_1h'],
-    ['DAY in Asia/Kolkata (+05:30)', JAN1, FEB1, 'DAY', 'Asia/Kolkata', 'meter_usage_1m'],
-    ['DAY in Asia/Kathmandu (+05:45)', JAN1, FEB1, 'DAY', 'Asia/Kathmandu', 'meter_usage_1m'],
-    ['DAY in Europe/London in winter (UTC+0)', JAN1, FEB1, 'DAY', 'Europe/London', 'meter_usage_1d'],
-    ['DAY in Europe/London across the start of DST', MAR1, APR1, 'DAY', 'Europe/London', 'meter_usage_1h'],
-    ['DAY in Europe/London in summer', JUL1, AUG1, 'DAY', 'Europe/London', 'meter_usage_1h'],
-    ['DAY in Australia/Adelaide (+10:30)', JAN1, FEB1, 'DAY', 'Australia/Adelaide', 'meter_usage_1m'],
-    ['HOUR in UTC', JAN1, FEB1, 'HOUR', 'UTC', 'meter_usage_1h'],
-    ['HOUR in Europe/Berlin', JAN1, FEB1, 'HOUR', 'Europe/Berlin', 'meter_usage_1h'],
-    ['HOUR in Asia/Kolkata', JAN1, FEB1, 'HOUR', 'Asia/Kolkata', 'meter_usage_1m'],
-    ['MINUTE in UTC', JAN1, FEB1, 'MINUTE', 'UTC', 'meter_usage_1m'],
-    ['MINUTE in Asia/Kolkata', JAN1, FEB1, 'MINUTE', 'Asia/Kolkata', 'meter_usage_1m'],
+    ['whole days, no windows', JAN1, FEB1, undefined, 'UTC', 'meter_usage_1d_v2'],
+    ['whole days, no windows, any zone', JAN1, FEB1, undefined, 'Asia/Kolkata', 'meter_usage_1d_v2'],
+    ['DAY in UTC', JAN1, FEB1, 'DAY', 'UTC', 'meter_usage_1d_v2'],
+    ['DAY in Etc/UTC', JAN1, FEB1, 'DAY', 'Etc/UTC', 'meter_usage_1d_v2'],
+    ['DAY in GMT', JAN1, FEB1, 'DAY', 'GMT', 'meter_usage_1d_v2'],
+    ['DAY in Europe/Berlin', JAN1, FEB1, 'DAY', 'Europe/Berlin', 'meter_usage_1h_v2'],
+    ['DAY in America/New_York', JAN1, FEB1, 'DAY', 'America/New_York', 'meter_usage_1h_v2'],
+    ['DAY in Asia/Kolkata (+05:30)', JAN1, FEB1, 'DAY', 'Asia/Kolkata', 'meter_usage_1m_v2'],
+    ['DAY in Asia/Kathmandu (+05:45)', JAN1, FEB1, 'DAY', 'Asia/Kathmandu', 'meter_usage_1m_v2'],
+    ['DAY in Europe/London in winter (UTC+0)', JAN1, FEB1, 'DAY', 'Europe/London', 'meter_usage_1d_v2'],
+    ['DAY in Europe/London across the start of DST', MAR1, APR1, 'DAY', 'Europe/London', 'meter_usage_1h_v2'],
+    ['DAY in Europe/London in summer', JUL1, AUG1, 'DAY', 'Europe/London', 'meter_usage_1h_v2'],
+    ['DAY in Australia/Adelaide (+10:30)', JAN1, FEB1, 'DAY', 'Australia/Adelaide', 'meter_usage_1m_v2'],
+    ['HOUR in UTC', JAN1, FEB1, 'HOUR', 'UTC', 'meter_usage_1h_v2'],
+    ['HOUR in Europe/Berlin', JAN1, FEB1, 'HOUR', 'Europe/Berlin', 'meter_usage_1h_v2'],
+    ['HOUR in Asia/Kolkata', JAN1, FEB1, 'HOUR', 'Asia/Kolkata', 'meter_usage_1m_v2'],
+    ['MINUTE in UTC', JAN1, FEB1, 'MINUTE', 'UTC', 'meter_usage_1m_v2'],
+    ['MINUTE in Asia/Kolkata', JAN1, FEB1, 'MINUTE', 'Asia/Kolkata', 'meter_usage_1m_v2'],
     // hour-aligned ranges
-    ['whole hours, no windows', JAN1 + HOUR, FEB1, undefined, 'UTC', 'meter_usage_1h'],
-    ['whole hours, no windows, Asia/Kolkata', JAN1 + HOUR, FEB1 - 3 * HOUR, undefined, 'Asia/Kolkata', 'meter_usage_1h'],
-    ['DAY in UTC from an hour', JAN1 + HOUR, FEB1, 'DAY', 'UTC', 'meter_usage_1h'],
-    ['DAY in UTC to an hour', JAN1, FEB1 + 5 * HOUR, 'DAY', 'UTC', 'meter_usage_1h'],
-    ['DAY in Asia/Kolkata from an hour', JAN1 + HOUR, FEB1, 'DAY', 'Asia/Kolkata', 'meter_usage_1m'],
-    ['HOUR in UTC from an hour', JAN1 + HOUR, JAN1 + 5 * HOUR, 'HOUR', 'UTC', 'meter_usage_1h'],
+    ['whole hours, no windows', JAN1 + HOUR, FEB1, undefined, 'UTC', 'meter_usage_1h_v2'],
+    ['whole hours, no windows, Asia/Kolkata', JAN1 + HOUR, FEB1 - 3 * HOUR, undefined, 'Asia/Kolkata', 'meter_usage_1h_v2'],
+    ['DAY in UTC from an hour', JAN1 + HOUR, FEB1, 'DAY', 'UTC', 'meter_usage_1h_v2'],
+    ['DAY in UTC to an hour', JAN1, FEB1 + 5 * HOUR, 'DAY', 'UTC', 'meter_usage_1h_v2'],
+    ['DAY in Asia/Kolkata from an hour', JAN1 + HOUR, FEB1, 'DAY', 'Asia/Kolkata', 'meter_usage_1m_v2'],
+    ['HOUR in UTC from an hour', JAN1 + HOUR, JAN1 + 5 * HOUR, 'HOUR', 'UTC', 'meter_usage_1h_v2'],
     // minute-aligned ranges
-    ['from a minute', JAN1 + MINUTE, FEB1, undefined, 'UTC', 'meter_usage_1m'],
-    ['DAY in UTC from a minute', JAN1 + 30 * MINUTE, FEB1, 'DAY', 'UTC', 'meter_usage_1m'],
-    ['to a minute', JAN1, JAN1 + 90 * MINUTE, 'HOUR', 'UTC', 'meter_usage_1m'],
-    ['Kolkata midnight to midnight', JAN1 - 330 * MINUTE, FEB1 - 330 * MINUTE, 'DAY', 'Asia/Kolkata', 'meter_usage_1m'],
+    ['from a minute', JAN1 + MINUTE, FEB1, undefined, 'UTC', 'meter_usage_1m_v2'],
+    ['DAY in UTC from a minute', JAN1 + 30 * MINUTE, FEB1, 'DAY', 'UTC', 'meter_usage_1m_v2'],
+    ['to a minute', JAN1, JAN1 + 90 * MINUTE, 'HOUR', 'UTC', 'meter_usage_1m_v2'],
+    ['Kolkata midnight to midnight', JAN1 - 330 * MINUTE, FEB1 - 330 * MINUTE, 'DAY', 'Asia/Kolkata', 'meter_usage_1m_v2'],
     // unaligned ranges
     ['from a second', JAN1 + 1_000, FEB1, undefined, 'UTC', 'meter_values'],
     ['from a millisecond', JAN1 + 1, FEB1, 'DAY', 'UTC', 'meter_values'],
@@ -132,7 +132,7 @@ describe('chooseSource', () => {
           const fromMs = day * DAY + fromN * fromUnit;
           const toMs = fromMs + spanN * spanUnit;
           const source = chooseSource({ fromMs, toMs, windowSize, timeZone });
-          const granularity = { meter_usage_1d: DAY, meter_usage_1h: HOUR, meter_usage_1m: MINUTE, meter_values: 1 }[source];
+          const granularity = { meter_usage_1d_v2: DAY, meter_usage_1h_v2: HOUR, meter_usage_1m_v2: MINUTE, meter_values: 1 }[source];
           // the range falls on the granularity
           expect(fromMs % granularity).toBe(0);
           expect(toMs % granularity).toBe(0);
@@ -168,22 +168,22 @@ describe('planUsageQuery', () => {
 
   it('plans a plain total over a rollup', () => {
     const p = planUsageQuery(base, 'meterline');
-    expect(p.source).toBe('meter_usage_1d');
+    expect(p.source).toBe('meter_usage_1d_v2');
     expect(p.params).toEqual({ meterId: 'meter-1', from: JAN1, to: FEB1, tz: 'UTC' });
     expect(p.groupColumns).toEqual([]);
     expect(p.sql).toBe(
       'SELECT toUnixTimestamp(min(window_start)) AS window_start_s, toString(sumMerge(value_sum)) AS total, toString(countMerge(value_count)) AS row_count ' +
-        'FROM meterline.meter_usage_1d WHERE meter_id = {meterId:String} ' +
+        'FROM meterline.meter_usage_1d_v2 WHERE meter_id = {meterId:String} ' +
         "AND window_start >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND window_start < fromUnixTimestamp64Milli({to:Int64}, 'UTC')",
     );
   });
 
   it.each<[Partial<UsageQuery>, Source, string]>([
-    [{ windowSize: 'DAY' }, 'meter_usage_1d', 'toStartOfDay(toDateTime(window_start, {tz:String})) AS ws'],
-    [{ windowSize: 'DAY', timeZone: 'Europe/Berlin' }, 'meter_usage_1h', 'toStartOfDay(toDateTime(window_start, {tz:String})) AS ws'],
-    [{ windowSize: 'DAY', timeZone: 'Asia/Kolkata' }, 'meter_usage_1m', 'toStartOfDay(toDateTime(window_start, {tz:String})) AS ws'],
-    [{ windowSize: 'HOUR' }, 'meter_usage_1h', 'toStartOfHour(toDateTime(window_start, {tz:String})) AS ws'],
-    [{ windowSize: 'MINUTE' }, 'meter_usage_1m', 'toStartOfMinute(toDateTime(window_start, {tz:String})) AS ws'],
+    [{ windowSize: 'DAY' }, 'meter_usage_1d_v2', 'toStartOfDay(toDateTime(window_start, {tz:String})) AS ws'],
+    [{ windowSize: 'DAY', timeZone: 'Europe/Berlin' }, 'meter_usage_1h_v2', 'toStartOfDay(toDateTime(window_start, {tz:String})) AS ws'],
+    [{ windowSize: 'DAY', timeZone: 'Asia/Kolkata' }, 'meter_usage_1m_v2', 'toStartOfDay(toDateTime(window_start, {tz:String})) AS ws'],
+    [{ windowSize: 'HOUR' }, 'meter_usage_1h_v2', 'toStartOfHour(toDateTime(window_start, {tz:String})) AS ws'],
+    [{ windowSize: 'MINUTE' }, 'meter_usage_1m_v2', 'toStartOfMinute(toDateTime(window_start, {tz:String})) AS ws'],
     [{ windowSize: 'DAY', fromMs: JAN1 + 1 }, 'meter_values', 'toStartOfDay(toDateTime(time, {tz:String})) AS ws'],
   ])('windows %j from %s', (patch, source, windowExpr) => {
     const p = planUsageQuery({ ...base, ...patch }, 'meterline');
@@ -195,12 +195,12 @@ describe('planUsageQuery', () => {
   });
 
   it.each<[Aggregation, string, string]>([
-    ['SUM', 'toString(sumMerge(value_sum)) AS total', 'toString(sum(value)) AS total'],
+    ['SUM', 'toString(sumMerge(value_sum)) AS total', 'toString(sum(toDecimal256(value, 9))) AS total'],
     ['COUNT', 'toString(countMerge(value_count)) AS total', 'toString(count()) AS total'],
     ['UNIQUE_COUNT', 'toString(uniqExactMerge(value_unique)) AS total', 'toString(uniqExact(value_key)) AS total'],
     ['MIN', 'toString(minMerge(value_min)) AS total', 'toString(min(value)) AS total'],
     ['MAX', 'toString(maxMerge(value_max)) AS total', 'toString(max(value)) AS total'],
-    ['AVG', 'toString(sumMerge(value_sum)) AS total', 'toString(sum(value)) AS total'],
+    ['AVG', 'toString(sumMerge(value_sum)) AS total', 'toString(sum(toDecimal256(value, 9))) AS total'],
     ['LATEST', 'toString(argMaxMerge(value_latest)) AS total', 'toString(argMax(value, (time, source, id))) AS total'],
   ])('%s totals with %s on a rollup and %s on raw values', (aggregation, rollup, raw) => {
     const r = planUsageQuery({ ...base, aggregation }, 'db');

@@ -12,7 +12,8 @@ import type { Aggregation } from '../processor/index.ts';
 export const WindowSizes = ['MINUTE', 'HOUR', 'DAY'] as const;
 export type WindowSize = (typeof WindowSizes)[number];
 
-export type Source = 'meter_usage_1d' | 'meter_usage_1h' | 'meter_usage_1m' | 'meter_values';
+/** The rollups with wide sums (sql/006_rollups_v2.sql), or the per-event values. */
+export type Source = 'meter_usage_1d_v2' | 'meter_usage_1h_v2' | 'meter_usage_1m_v2' | 'meter_values';
 
 export interface UsageQuery {
   meterId: string;
@@ -104,13 +105,16 @@ function offsetsAligned(tz: string, fromMs: number, toMs: number, unitMinutes: n
 export function chooseSource(q: Pick<UsageQuery, 'fromMs' | 'toMs' | 'windowSize' | 'timeZone'>): Source {
   const aligned = (unit: number) => q.fromMs % unit === 0 && q.toMs % unit === 0;
   const utc = q.timeZone === 'UTC' || q.timeZone === 'Etc/UTC' || offsetsAligned(q.timeZone, q.fromMs, q.toMs, 1440);
-  if (aligned(DAY) && (q.windowSize === undefined || (q.windowSize === 'DAY' && utc))) return 'meter_usage_1d';
-  if (aligned(HOUR) && q.windowSize !== 'MINUTE' && (q.windowSize === undefined || offsetsAligned(q.timeZone, q.fromMs, q.toMs, 60))) return 'meter_usage_1h';
-  if (aligned(MINUTE)) return 'meter_usage_1m';
+  if (aligned(DAY) && (q.windowSize === undefined || (q.windowSize === 'DAY' && utc))) return 'meter_usage_1d_v2';
+  if (aligned(HOUR) && q.windowSize !== 'MINUTE' && (q.windowSize === undefined || offsetsAligned(q.timeZone, q.fromMs, q.toMs, 60))) return 'meter_usage_1h_v2';
+  if (aligned(MINUTE)) return 'meter_usage_1m_v2';
   return 'meter_values';
 }
 
-/** Each aggregation over a rollup table's states (exact strings); the anomaly scan reads hourly values with it. */
+/**
+ * Each aggregation over a rollup table's states (exact strings); the anomaly scan reads hourly values with it.
+ * Sums are Decimal(76, 9) states (sql/006), so SUM and AVG never wrap (up to 67 integer digits).
+ */
 export const ROLLUP_AGG: Record<Aggregation, string> = {
   SUM: 'toString(sumMerge(value_sum))',
   COUNT: 'toString(countMerge(value_count))',
@@ -120,14 +124,17 @@ export const ROLLUP_AGG: Record<Aggregation, string> = {
   AVG: 'toString(sumMerge(value_sum))',
   LATEST: 'toString(argMaxMerge(value_latest))',
 };
-/** Each aggregation over per-event `meter_values` rows (exact strings); the rater's usage at a cutoff uses it too. AVG is the sum: callers divide by the row count. */
+/**
+ * Each aggregation over per-event `meter_values` rows (exact strings); the rater's usage at a cutoff uses it too. AVG is the sum: callers divide by the row count.
+ * Sums widen each Decimal(38, 9) value to Decimal(76, 9) first: `sum(value)` would return Decimal(38, 9) and wrap.
+ */
 export const RAW_AGG: Record<Aggregation, string> = {
-  SUM: 'toString(sum(value))',
+  SUM: 'toString(sum(toDecimal256(value, 9)))',
   COUNT: 'toString(count())',
   UNIQUE_COUNT: 'toString(uniqExact(value_key))',
   MIN: 'toString(min(value))',
   MAX: 'toString(max(value))',
-  AVG: 'toString(sum(value))',
+  AVG: 'toString(sum(toDecimal256(value, 9)))',
   LATEST: 'toString(argMax(value, (time, source, id)))',
 };
 

@@ -14,7 +14,7 @@
  *   then the minute, hour and day rollups). That path runs at ~60k rows/s on 2 cores (measured
  *   here on `checkRows` events, see `check`), too slow for 100M rows in a 35-minute run.
  * - So the stage's rows are written straight into the two tables a customer's month by hour
- *   reads (`chooseSource`: `meter_usage_1h`; `meter_values` for the raw check) with the views'
+ *   reads (`chooseSource`: `meter_usage_1h_v2`; `meter_values` for the raw check) with the views'
  *   own SELECTs, read from `system.tables` and applied to the generated rows: the same
  *   `meter_values` rows and the same aggregate states the views would write. events_raw,
  *   event_keys and the minute and day rollups are not filled (the hour query does not read
@@ -57,7 +57,7 @@ export const MONTH_END_MS = Date.UTC(2026, 10, 1);
 export const SAMPLE_SUBJECTS = ['cust-0', 'cust-4242', 'cust-9999'];
 
 const SETTINGS = { max_insert_threads: '2', max_block_size: '1000000', min_insert_block_size_rows: '0', min_insert_block_size_bytes: '0' };
-const VIEWS = ['event_keys_mv', 'meter_values_mv', 'meter_usage_1m_mv', 'meter_usage_1h_mv', 'meter_usage_1d_mv'] as const;
+const VIEWS = ['event_keys_mv', 'meter_values_mv', 'meter_usage_1m_v2_mv', 'meter_usage_1h_v2_mv', 'meter_usage_1d_v2_mv'] as const;
 
 /** Events shaped as events_raw rows: event `number` of a stage of `stageRows` events starting at row `first`. */
 const EVENTS = `
@@ -94,9 +94,9 @@ async function shortcut(store: Store) {
     return v.as_select.replace(from, by);
   };
   const values = select('meter_values_mv', `FROM ${store.db}.events_raw`, `FROM (${EVENTS})`);
-  const hour = select('meter_usage_1h_mv', `FROM ${store.db}.meter_values`, `FROM (${values})`);
+  const hour = select('meter_usage_1h_v2_mv', `FROM ${store.db}.meter_values`, `FROM (${values})`);
   const valueCols = await columns(store, 'meter_values');
-  const hourCols = await columns(store, 'meter_usage_1h');
+  const hourCols = await columns(store, 'meter_usage_1h_v2');
   const creates = views.map((v) => v.create_table_query);
   return {
     async dropViews() {
@@ -107,7 +107,7 @@ async function shortcut(store: Store) {
     },
     async insert(params: Record<string, unknown>) {
       await store.ch.command({ query: `INSERT INTO ${store.db}.meter_values (${valueCols}) SELECT ${valueCols} FROM (${values})`, query_params: params, clickhouse_settings: SETTINGS });
-      await store.ch.command({ query: `INSERT INTO ${store.db}.meter_usage_1h (${hourCols}) SELECT ${hourCols} FROM (${hour})`, query_params: params, clickhouse_settings: SETTINGS });
+      await store.ch.command({ query: `INSERT INTO ${store.db}.meter_usage_1h_v2 (${hourCols}) SELECT ${hourCols} FROM (${hour})`, query_params: params, clickhouse_settings: SETTINGS });
     },
   };
 }
@@ -118,7 +118,7 @@ const stageParams = (meterId: string, first: number, stageRows: number, off: num
 async function fingerprint(store: Store, meterId: string) {
   const [values] = await rows<Record<string, string>>(
     store,
-    `SELECT toString(count()) AS rows, toString(sum(value)) AS sum, toString(groupBitXor(cityHash64(subject, time, source, id, value, value_key, group_by))) AS hash
+    `SELECT toString(count()) AS rows, toString(sum(toDecimal256(value, 9))) AS sum, toString(groupBitXor(cityHash64(subject, time, source, id, value, value_key, group_by))) AS hash
      FROM ${store.db}.meter_values WHERE meter_id = {m:String}`,
     { m: meterId },
   );
@@ -127,7 +127,7 @@ async function fingerprint(store: Store, meterId: string) {
     `SELECT toString(count()) AS groups, toString(sum(c)) AS count, toString(sum(s)) AS sum, toString(groupBitXor(cityHash64(subject, group_by, ws, s, c, mn, mx, u, l))) AS hash
      FROM (SELECT subject, group_by, window_start AS ws, sumMerge(value_sum) AS s, countMerge(value_count) AS c, minMerge(value_min) AS mn, maxMerge(value_max) AS mx,
                   uniqExactMerge(value_unique) AS u, argMaxMerge(value_latest) AS l
-           FROM ${store.db}.meter_usage_1h WHERE meter_id = {m:String} GROUP BY subject, group_by, ws)`,
+           FROM ${store.db}.meter_usage_1h_v2 WHERE meter_id = {m:String} GROUP BY subject, group_by, ws)`,
     { m: meterId },
   );
   return { values: values!, hour: hour! };
@@ -176,7 +176,7 @@ async function check(main: Store, opts: StoredEventsOptions) {
  */
 async function settle(store: Store, deadlineMs: number) {
   const parts = async () =>
-    (await rows<{ parts: string; rows: string }>(store, `SELECT toString(count()) AS parts, toString(sum(rows)) AS rows FROM system.parts WHERE database = {db:String} AND table = 'meter_usage_1h' AND active`, { db: store.db }))[0]!;
+    (await rows<{ parts: string; rows: string }>(store, `SELECT toString(count()) AS parts, toString(sum(rows)) AS rows FROM system.parts WHERE database = {db:String} AND table = 'meter_usage_1h_v2' AND active`, { db: store.db }))[0]!;
   const before = await parts();
   const t0 = performance.now();
   const until = Math.min(Date.now() + 120_000, deadlineMs);
@@ -232,13 +232,13 @@ async function main() {
     const p = { ...range, s: subject };
     const [raw] = await rows<{ count: string; sum: string }>(
       store,
-      `SELECT toString(count()) AS count, toString(sum(value)) AS sum FROM ${store.db}.meter_values
+      `SELECT toString(count()) AS count, toString(sum(toDecimal256(value, 9))) AS sum FROM ${store.db}.meter_values
        WHERE meter_id = {m:String} AND subject = {s:String} AND time >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND time < fromUnixTimestamp64Milli({to:Int64}, 'UTC')`,
       p,
     );
     const [hour] = await rows<{ count: string; sum: string }>(
       store,
-      `SELECT toString(countMerge(value_count)) AS count, toString(sumMerge(value_sum)) AS sum FROM ${store.db}.meter_usage_1h
+      `SELECT toString(countMerge(value_count)) AS count, toString(sumMerge(value_sum)) AS sum FROM ${store.db}.meter_usage_1h_v2
        WHERE meter_id = {m:String} AND subject = {s:String} AND window_start >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND window_start < fromUnixTimestamp64Milli({to:Int64}, 'UTC')`,
       p,
     );

@@ -171,7 +171,7 @@ program
 
 program
   .command('reconcile')
-  .description('Compare rollup totals with the raw events for a range (through the running API).')
+  .description('Prove exactly-once per event for a range: duplicates, missing and orphan values, missing dedup keys, rollups vs values (through the running API).')
   .requiredOption('--from <time>', 'RFC 3339 start, e.g. 2026-01-01T00:00:00Z')
   .requiredOption('--to <time>', 'RFC 3339 end (exclusive)')
   .option('--subject <subject>', 'one customer only')
@@ -181,6 +181,25 @@ program
     const { url, key } = apiTarget(opts.url);
     const qs = new URLSearchParams({ from: opts.from, to: opts.to, ...(opts.subject ? { subject: opts.subject } : {}), ...(opts.meter ? { meter: opts.meter } : {}) });
     const res = await fetch(`${url}/api/v1/reconcile?${qs}`, { headers: { authorization: `Bearer ${key}` } });
+    const body = (await res.json()) as { ok?: boolean };
+    process.stdout.write(JSON.stringify(body, null, 2) + '\n');
+    if (!res.ok || !body.ok) process.exitCode = 1;
+  });
+
+program
+  .command('repair')
+  .description('Restore exactly-once for whole UTC days (duplicates, missing values and keys, rollup cells), then reconcile (through the running API, admin key).')
+  .requiredOption('--from <time>', 'RFC 3339 start, rounded down to a UTC day, e.g. 2026-01-01T00:00:00Z')
+  .requiredOption('--to <time>', 'RFC 3339 end (exclusive), rounded up to a UTC day')
+  .option('--meter <slug>', 'one meter only (duplicates are removed for every meter)')
+  .option('--url <url>', 'API base URL (default: the running meterline start, or METERLINE_URL)')
+  .action(async (opts: { from: string; to: string; meter?: string; url?: string }) => {
+    const { url, key } = apiTarget(opts.url);
+    const res = await fetch(`${url}/api/v1/repair`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ from: opts.from, to: opts.to, ...(opts.meter ? { meter: opts.meter } : {}) }),
+    });
     const body = (await res.json()) as { ok?: boolean };
     process.stdout.write(JSON.stringify(body, null, 2) + '\n');
     if (!res.ok || !body.ok) process.exitCode = 1;

@@ -19,7 +19,8 @@ describe('the clustered form of every migration in sql/', () => {
   const all = [...clustered.bootstrap, ...clustered.files.flatMap((f) => f.statements)];
   const tables = all.filter((s) => s.startsWith('CREATE TABLE'));
   const views = all.filter((s) => s.startsWith('CREATE MATERIALIZED VIEW'));
-  const byName = new Map(all.map((s) => [nameOf(s), s]));
+  const byName = new Map(all.filter((s) => s.startsWith('CREATE')).map((s) => [nameOf(s), s]));
+  const inserts = all.filter((s) => s.startsWith('INSERT'));
 
   it('leaves the single-node statements exactly as the files say', () => {
     for (const f of single.files) {
@@ -33,7 +34,24 @@ describe('the clustered form of every migration in sql/', () => {
 
   it('creates the database on every node first, then runs every statement ON CLUSTER', () => {
     expect(clustered.bootstrap[0]).toBe(`CREATE DATABASE IF NOT EXISTS ${DB} ON CLUSTER 'prod'`);
-    for (const s of all) expect(s).toMatch(/^CREATE (TABLE|MATERIALIZED VIEW|DATABASE) (IF NOT EXISTS )?[\w.]+ ON CLUSTER 'prod'(\s|$)/);
+    for (const s of all.filter((x) => !x.startsWith('INSERT'))) {
+      expect(s).toMatch(/^(CREATE (TABLE|MATERIALIZED VIEW|DATABASE) (IF NOT EXISTS )?|TRUNCATE TABLE (IF EXISTS )?|DROP VIEW (IF EXISTS )?)[\w.]+ ON CLUSTER 'prod'(\s|$)/);
+    }
+  });
+
+  it('copies into the wide rollups once, through Distributed tables that route by subject, after emptying the local tables', () => {
+    expect(inserts.map((s) => /^INSERT INTO ([\w.]+)/.exec(s)![1])).toEqual([`${DB}.meter_usage_1m_v2`, `${DB}.meter_usage_1h_v2`, `${DB}.meter_usage_1d_v2`]);
+    for (const s of inserts) expect(s).toContain(`FROM ${DB}.meter_values\nGROUP BY`);
+    for (const g of ['1m', '1h', '1d']) {
+      expect(PLACEMENTS[`meter_usage_${g}_v2`]).toEqual({ kind: 'sharded', shardingKey: SHARD_BY_SUBJECT });
+      const truncate = all.indexOf(`TRUNCATE TABLE IF EXISTS ${DB}.meter_usage_${g}_v2_local ON CLUSTER 'prod'`);
+      const insert = all.findIndex((x) => x.startsWith(`INSERT INTO ${DB}.meter_usage_${g}_v2 `));
+      const view = all.indexOf(byName.get(`${DB}.meter_usage_${g}_v2_mv`)!);
+      expect(truncate).toBeGreaterThan(0);
+      expect(truncate).toBeLessThan(insert);
+      expect(insert).toBeLessThan(view);
+      expect(all).toContain(`DROP VIEW IF EXISTS ${DB}.meter_usage_${g}_mv ON CLUSTER 'prod'`);
+    }
   });
 
   it('gives every table a placement and every placement a table', () => {
@@ -86,6 +104,8 @@ describe('the clustered form of every migration in sql/', () => {
     expect(byName.get(`${DB}.meter_usage_1h_mv`)).toContain(`TO ${DB}.meter_usage_1h_local AS`);
     expect(byName.get(`${DB}.meter_usage_1h_mv`)).toContain(`FROM ${DB}.meter_values_local\nGROUP BY`);
     expect(byName.get(`${DB}.meter_values_mv`)).toContain(`FROM ${DB}.events_raw_local ARRAY JOIN`);
+    expect(byName.get(`${DB}.meter_usage_1h_v2_mv`)).toContain(`TO ${DB}.meter_usage_1h_v2_local AS`);
+    expect(byName.get(`${DB}.meter_usage_1h_v2_mv`)).toContain(`FROM ${DB}.meter_values_local\nGROUP BY`);
   });
 
   it('keeps engine arguments and the single-node deduplication window', () => {
@@ -139,7 +159,20 @@ describe('clusterStatements', () => {
     expect(clusterStatements(view, o)).toEqual([`CREATE MATERIALIZED VIEW IF NOT EXISTS ${DB}.d_mv ON CLUSTER 'prod' TO ${DB}.d_local AS\nSELECT a, t FROM ${DB}.s_local WHERE a IN (SELECT a FROM ${DB}.e)`]);
   });
 
+  it('empties local tables and drops views on every node; leaves an INSERT ... SELECT to the Distributed tables', () => {
+    expect(clusterStatements(`TRUNCATE TABLE IF EXISTS ${DB}.s`, o)).toEqual([`TRUNCATE TABLE IF EXISTS ${DB}.s_local ON CLUSTER 'prod'`]);
+    expect(clusterStatements(`TRUNCATE TABLE ${DB}.e`, o)).toEqual([`TRUNCATE TABLE ${DB}.e ON CLUSTER 'prod'`]);
+    expect(clusterStatements(`DROP VIEW IF EXISTS ${DB}.d_mv`, o)).toEqual([`DROP VIEW IF EXISTS ${DB}.d_mv ON CLUSTER 'prod'`]);
+    const insert = `INSERT INTO ${DB}.s (a, t)\nSETTINGS insert_deduplicate = 0\nSELECT a, t FROM ${DB}.e`;
+    expect(clusterStatements(insert, o)).toEqual([insert]);
+    expect(clusterStatements(`INSERT INTO ${DB}.e SELECT a, t FROM ${DB}.s`, o)).toHaveLength(1);
+  });
+
   it.each([
+    ['an INSERT into a table whose Distributed table has no sharding key', `INSERT INTO ${DB}.d SELECT a, t FROM ${DB}.s`, /d has no sharding key/],
+    ['an INSERT without SELECT', `INSERT INTO ${DB}.s VALUES ('a', now())`, /expected INSERT INTO meterline.<table> ... SELECT/],
+    ['a TRUNCATE of another database', `TRUNCATE TABLE other.s`, /expected TRUNCATE TABLE/],
+    ['a DROP TABLE', `DROP TABLE ${DB}.s`, /only CREATE DATABASE, CREATE TABLE/],
     ['a table without placement', table('unknown', 'MergeTree'), /no cluster placement for table unknown/],
     ['an ALTER', `ALTER TABLE ${DB}.s ADD COLUMN b String`, /only CREATE DATABASE, CREATE TABLE/],
     ['a non-MergeTree engine', table('s', 'Memory'), /engine Memory has no replicated form/],

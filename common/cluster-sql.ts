@@ -30,9 +30,15 @@
  *   count decides, as on one node; a table without the setting (no deduplication on one node) gets
  *   `replicated_deduplication_window = 0`.
  *
+ * - Data statements of a migration: `TRUNCATE TABLE` empties the local tables on every node (`ON
+ *   CLUSTER`); `INSERT INTO <table> ... SELECT` runs once, on the node that applies the migration,
+ *   through the Distributed table, which must therefore have a sharding key (rows go to their
+ *   subject's shard, where the views would have put them); `DROP VIEW` runs `ON CLUSTER`.
+ *
  * Only the statement shapes the migrations use are accepted (CREATE DATABASE, CREATE TABLE with a
- * MergeTree-family engine, CREATE MATERIALIZED VIEW ... TO); anything else throws, naming the
- * statement: a migration that needs more (an ALTER) has to extend this first.
+ * MergeTree-family engine, CREATE MATERIALIZED VIEW ... TO, TRUNCATE TABLE, INSERT INTO ... SELECT,
+ * DROP VIEW); anything else throws, naming the statement: a migration that needs more (an ALTER)
+ * has to extend this first.
  */
 
 /** A cluster name from the server's `remote_servers`, or a macro such as `{cluster}`. */
@@ -57,6 +63,12 @@ export const PLACEMENTS: Readonly<Record<string, Placement>> = {
   meter_usage_1m: { kind: 'sharded', shardingKey: null },
   meter_usage_1h: { kind: 'sharded', shardingKey: null },
   meter_usage_1d: { kind: 'sharded', shardingKey: null },
+  // The rollups with wide sums (sql/006): also filled by views, but written through their
+  // Distributed table by the migration's copy and by `repair`'s rebuild, so they route by subject
+  // like the rows they are made from.
+  meter_usage_1m_v2: { kind: 'sharded', shardingKey: SHARD_BY_SUBJECT },
+  meter_usage_1h_v2: { kind: 'sharded', shardingKey: SHARD_BY_SUBJECT },
+  meter_usage_1d_v2: { kind: 'sharded', shardingKey: SHARD_BY_SUBJECT },
   // Small, read with FINAL / joins / read-after-write: a full copy on every node.
   schema_migrations: { kind: 'everywhere' },
   meter_backfills: { kind: 'everywhere' },
@@ -97,7 +109,10 @@ export function clusterStatements(statement: string, opts: ClusterOptions): stri
   if (/^CREATE\s+DATABASE\b/i.test(s)) return [createDatabase(s, opts)];
   if (/^CREATE\s+MATERIALIZED\s+VIEW\b/i.test(s)) return [createView(s, opts)];
   if (/^CREATE\s+TABLE\b/i.test(s)) return createTable(s, opts);
-  throw unsupported(s, 'only CREATE DATABASE, CREATE TABLE and CREATE MATERIALIZED VIEW ... TO have a clustered form');
+  if (/^TRUNCATE\s+TABLE\b/i.test(s)) return [truncateTable(s, opts)];
+  if (/^INSERT\s+INTO\b/i.test(s)) return [insertSelect(s, opts)];
+  if (/^DROP\s+VIEW\b/i.test(s)) return [dropView(s, opts)];
+  throw unsupported(s, 'only CREATE DATABASE, CREATE TABLE, CREATE MATERIALIZED VIEW ... TO, TRUNCATE TABLE, INSERT INTO ... SELECT and DROP VIEW have a clustered form');
 }
 
 /** `<name>_local` for a sharded table, the name itself otherwise. */
@@ -213,6 +228,34 @@ function createView(s: string, opts: ClusterOptions): string {
   }
   const localBody = body.replace(new RegExp(`\\b${opts.db}\\.(\\w+)\\b`, 'g'), (_, t: string) => `${opts.db}.${physicalName(t, placements)}`);
   return `CREATE MATERIALIZED VIEW ${ifNotExists}${db}.${view} ${onCluster(opts)} TO ${db}.${physicalName(target!, placements)}${localBody}`;
+}
+
+/** `TRUNCATE TABLE [IF EXISTS] db.t` empties the physical table on every node. */
+function truncateTable(s: string, opts: ClusterOptions): string {
+  const m = /^TRUNCATE\s+TABLE\s+(IF\s+EXISTS\s+)?(\w+)\.(\w+)$/i.exec(s);
+  if (!m || m[2] !== opts.db) throw unsupported(s, `expected TRUNCATE TABLE [IF EXISTS] ${opts.db}.<table>`);
+  return `TRUNCATE TABLE ${m[1] ?? ''}${opts.db}.${physicalName(m[3]!, opts.placements ?? PLACEMENTS)} ${onCluster(opts)}`;
+}
+
+/**
+ * `INSERT INTO db.t ... SELECT ...` is left as it is: it runs once (on the node applying the
+ * migration) and names the Distributed tables, so it reads every shard and writes each row to its
+ * shard. A sharded target needs a sharding key for that; without one the insert would fail on a
+ * cluster of more than one shard, so it is refused here.
+ */
+function insertSelect(s: string, opts: ClusterOptions): string {
+  const m = /^INSERT\s+INTO\s+(\w+)\.(\w+)\b[\s\S]*?\bSELECT\b/i.exec(s);
+  if (!m || m[1] !== opts.db) throw unsupported(s, `expected INSERT INTO ${opts.db}.<table> ... SELECT`);
+  const p = placementOf(m[2]!, opts.placements ?? PLACEMENTS);
+  if (p.kind === 'sharded' && !p.shardingKey) throw unsupported(s, `${m[2]} has no sharding key, so its Distributed table cannot be written`);
+  return s;
+}
+
+/** `DROP VIEW [IF EXISTS] db.v` on every node (views live on each node, over the local tables). */
+function dropView(s: string, opts: ClusterOptions): string {
+  const m = /^DROP\s+VIEW\s+(IF\s+EXISTS\s+)?(\w+)\.(\w+)$/i.exec(s);
+  if (!m || m[2] !== opts.db) throw unsupported(s, `expected DROP VIEW [IF EXISTS] ${opts.db}.<view>`);
+  return `DROP VIEW ${m[1] ?? ''}${opts.db}.${m[3]} ${onCluster(opts)}`;
 }
 
 // ---- helpers ---------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ export const ErrorCodes = {
   DEADLETTER_NOT_FOUND: { httpStatus: 404, retryable: false },
   QUERY_INVALID: { httpStatus: 400, retryable: false },
   STORE_UNAVAILABLE: { httpStatus: 503, retryable: true },
+  REPAIR_BUSY: { httpStatus: 503, retryable: true },
+  REPAIR_UNAVAILABLE: { httpStatus: 503, retryable: false },
   NOT_FOUND: { httpStatus: 404, retryable: false },
   STRIPE_INVOICE_INVALID: { httpStatus: 422, retryable: false },
   STRIPE_REJECTED: { httpStatus: 502, retryable: false },

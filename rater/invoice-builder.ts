@@ -1,4 +1,4 @@
-import { Decimal } from 'decimal.js';
+import { Decimal } from '../common/decimal.ts';
 import type { Customer, Discount, Plan, Subscription } from './catalog.ts';
 import type { Invoice, InvoiceLine, LineKind } from './invoice-types.ts';
 import { overlap, type Period } from './periods.ts';

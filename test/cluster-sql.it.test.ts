@@ -161,9 +161,23 @@ describe('clustered schema: ClickHouse parser and a one-shard cluster in chDB', 
     const statements = [...plan.bootstrap, ...plan.files.flatMap((f) => f.statements)];
 
     it('parses every clustered statement as ON CLUSTER DDL with replicated engines and Distributed tables over the local ones', async () => {
-      const seen = { database: 0, replicated: 0, distributed: 0, views: 0 };
+      const seen = { database: 0, replicated: 0, distributed: 0, views: 0, truncates: 0, inserts: 0, dropViews: 0 };
       for (const st of statements) {
         const f = await formatted(st);
+        // Data statements of 006: TRUNCATE and DROP VIEW on every node; the copy runs once, through Distributed tables with a sharding key.
+        if (f.startsWith('TRUNCATE') || f.startsWith('DROP VIEW')) {
+          expect(f, st).toMatch(/^(TRUNCATE TABLE IF EXISTS meterline\.\w+_local|DROP VIEW IF EXISTS meterline\.\w+_mv) ON CLUSTER prod_cluster$/);
+          if (f.startsWith('TRUNCATE')) seen.truncates++;
+          else seen.dropViews++;
+          continue;
+        }
+        if (f.startsWith('INSERT')) {
+          const table = /^INSERT INTO meterline\.(\w+)/.exec(f)![1]!;
+          expect(PLACEMENTS[table]).toMatchObject({ kind: 'sharded', shardingKey: expect.any(String) });
+          expect(f).toMatch(/\bFROM meterline\.meter_values\b/);
+          seen.inserts++;
+          continue;
+        }
         expect(f, st).toMatch(/^CREATE (DATABASE|TABLE|MATERIALIZED VIEW) IF NOT EXISTS [\w.]+ ON CLUSTER prod_cluster\b/);
         if (f.startsWith('CREATE DATABASE')) seen.database++;
         else if (f.startsWith('CREATE MATERIALIZED VIEW')) {
@@ -190,7 +204,7 @@ describe('clustered schema: ClickHouse parser and a one-shard cluster in chDB', 
         }
       }
       const sharded = Object.values(PLACEMENTS).filter((p) => p.kind === 'sharded').length;
-      expect(seen).toEqual({ database: 1, replicated: Object.keys(PLACEMENTS).length, distributed: sharded, views: 5 });
+      expect(seen).toEqual({ database: 1, replicated: Object.keys(PLACEMENTS).length, distributed: sharded, views: 8, truncates: 3, inserts: 3, dropViews: 3 });
     });
 
     it('prints with `meterline migrate --print --cluster` exactly the statements migrate runs, each parseable', async () => {
@@ -232,7 +246,7 @@ describe('clustered schema: ClickHouse parser and a one-shard cluster in chDB', 
       );
       expect(deps.map((d) => ({ ...d, dependencies_table: [...d.dependencies_table].sort() }))).toEqual([
         { name: 'events_raw_local', dependencies_table: ['event_keys_mv', 'meter_values_mv'] },
-        { name: 'meter_values_local', dependencies_table: ['meter_usage_1d_mv', 'meter_usage_1h_mv', 'meter_usage_1m_mv'] },
+        { name: 'meter_values_local', dependencies_table: ['meter_usage_1d_v2_mv', 'meter_usage_1h_v2_mv', 'meter_usage_1m_v2_mv'] },
       ]);
     });
 
@@ -254,16 +268,16 @@ describe('clustered schema: ClickHouse parser and a one-shard cluster in chDB', 
       await insert(events.slice(0, 250), 1, 'EVENTS:1-250:250'); // the retry of a batch that had landed
       const counts = await query<{ t: string; n: string }>(
         `SELECT 'events_raw' AS t, toString(count()) AS n FROM ${db}.events_raw UNION ALL SELECT 'event_keys', toString(count()) FROM ${db}.event_keys
-         UNION ALL SELECT 'meter_values', toString(count()) FROM ${db}.meter_values UNION ALL SELECT 'meter_usage_1m', toString(countMerge(value_count)) FROM ${db}.meter_usage_1m
-         UNION ALL SELECT 'meter_usage_1h', toString(countMerge(value_count)) FROM ${db}.meter_usage_1h UNION ALL SELECT 'meter_usage_1d', toString(countMerge(value_count)) FROM ${db}.meter_usage_1d`,
+         UNION ALL SELECT 'meter_values', toString(count()) FROM ${db}.meter_values UNION ALL SELECT 'meter_usage_1m_v2', toString(countMerge(value_count)) FROM ${db}.meter_usage_1m_v2
+         UNION ALL SELECT 'meter_usage_1h_v2', toString(countMerge(value_count)) FROM ${db}.meter_usage_1h_v2 UNION ALL SELECT 'meter_usage_1d_v2', toString(countMerge(value_count)) FROM ${db}.meter_usage_1d_v2`,
       );
-      expect(Object.fromEntries(counts.map((c) => [c.t, c.n]))).toEqual({ events_raw: '600', event_keys: '600', meter_values: '600', meter_usage_1m: '600', meter_usage_1h: '600', meter_usage_1d: '600' });
+      expect(Object.fromEntries(counts.map((c) => [c.t, c.n]))).toEqual({ events_raw: '600', event_keys: '600', meter_values: '600', meter_usage_1m_v2: '600', meter_usage_1h_v2: '600', meter_usage_1d_v2: '600' });
     });
 
     it('answers every aggregation from every rollup through the Distributed tables exactly as the raw events do', async () => {
       for (const agg of ['SUM', 'COUNT', 'UNIQUE_COUNT', 'MIN', 'MAX', 'LATEST'] as const) {
         const want = bySubject(events, agg);
-        for (const table of ['meter_usage_1m', 'meter_usage_1h', 'meter_usage_1d'] as const) {
+        for (const table of ['meter_usage_1m_v2', 'meter_usage_1h_v2', 'meter_usage_1d_v2'] as const) {
           const got = await query<{ subject: string; v: string }>(`SELECT subject, ${ROLLUP_AGG[agg]} AS v FROM ${db}.${table} WHERE meter_id = {m:String} GROUP BY subject ORDER BY subject`, { m: METER });
           expect(Object.fromEntries(got.map((r) => [r.subject, new Decimal(r.v).toFixed()])), `${agg} from ${table}`).toEqual(want);
         }
@@ -272,7 +286,7 @@ describe('clustered schema: ClickHouse parser and a one-shard cluster in chDB', 
       }
       // The usage API's own planner, unchanged, over the clustered names.
       const planned = planUsageQuery({ meterId: METER, aggregation: 'SUM', fromMs: D0, toMs: D0 + 2 * 24 * HOUR, timeZone: 'UTC', subjects: [], groupBy: ['subject'], filterGroupBy: {} }, db);
-      expect(planned.source).toBe('meter_usage_1d');
+      expect(planned.source).toBe('meter_usage_1d_v2');
       const rows = await query<Record<string, string>>(planned.sql, planned.params);
       expect(Object.fromEntries(rows.map((r) => [r.g_subject, new Decimal(r.total!).toFixed()]))).toEqual(bySubject(events, 'SUM'));
     });
@@ -287,7 +301,7 @@ describe('clustered schema: ClickHouse parser and a one-shard cluster in chDB', 
       expect(r).toEqual({ inserted: 600, skipped: 0 });
       const again = await new Backfiller(store, silentLogger()).run(meter);
       expect(again).toEqual({ inserted: 0, skipped: 0 });
-      const got = await query<{ subject: string; v: string }>(`SELECT subject, ${ROLLUP_AGG.MAX} AS v FROM ${db}.meter_usage_1h WHERE meter_id = 'm-new' GROUP BY subject ORDER BY subject`);
+      const got = await query<{ subject: string; v: string }>(`SELECT subject, ${ROLLUP_AGG.MAX} AS v FROM ${db}.meter_usage_1h_v2 WHERE meter_id = 'm-new' GROUP BY subject ORDER BY subject`);
       expect(Object.fromEntries(got.map((x) => [x.subject, new Decimal(x.v).toFixed()]))).toEqual(bySubject(events, 'MAX'));
     });
   });

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Decimal } from 'decimal.js';
+import { Decimal } from '../common/decimal.ts';
 import type { NatsServerHandle } from '../common/nats-server.ts';
 import { tzOffsetMinutes } from '../api/index.ts';
 import { client } from './api-client.ts';
@@ -93,9 +93,9 @@ describe('late events, out-of-order arrival and rollups', () => {
   });
 
   const ranges: [string, number, number, string][] = [
-    ['whole days', D0, D0 + 3 * DAY, 'meter_usage_1d'],
-    ['whole hours', D0 + 5 * HOUR, D0 + 50 * HOUR, 'meter_usage_1h'],
-    ['whole minutes', D0 + 5 * HOUR + 1 * 60_000, D0 + 50 * HOUR - 1 * 60_000, 'meter_usage_1m'],
+    ['whole days', D0, D0 + 3 * DAY, 'meter_usage_1d_v2'],
+    ['whole hours', D0 + 5 * HOUR, D0 + 50 * HOUR, 'meter_usage_1h_v2'],
+    ['whole minutes', D0 + 5 * HOUR + 1 * 60_000, D0 + 50 * HOUR - 1 * 60_000, 'meter_usage_1m_v2'],
     ['unaligned (per-event values)', D0 + 5 * HOUR + 1234, D0 + 50 * HOUR - 4321, 'meter_values'],
   ];
 
@@ -130,7 +130,7 @@ describe('late events, out-of-order arrival and rollups', () => {
   it('daily windows in a time zone with a DST change are cut at local midnight', async () => {
     const tz = 'America/New_York';
     const r = await c.query('m-sum', { from: new Date(D0).toISOString(), to: new Date(D0 + 3 * DAY).toISOString(), windowSize: 'DAY', windowTimeZone: tz });
-    expect(r.source).toBe('meter_usage_1h');
+    expect(r.source).toBe('meter_usage_1h_v2');
     for (const row of r.data) {
       const start = Date.parse(row.windowStart);
       const end = Date.parse(row.windowEnd);

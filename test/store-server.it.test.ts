@@ -121,7 +121,7 @@ describe('meterline store: chDB over the ClickHouse HTTP interface', () => {
         latest: new Decimal(latest[1]).toFixed(),
       };
     };
-    for (const table of ['meter_usage_1m', 'meter_usage_1h', 'meter_usage_1d']) {
+    for (const table of ['meter_usage_1m_v2', 'meter_usage_1h_v2', 'meter_usage_1d_v2']) {
       const got = await rows(
         store,
         `SELECT subject, toString(sumMerge(value_sum)) AS sum, countMerge(value_count) AS count, toString(minMerge(value_min)) AS min, toString(maxMerge(value_max)) AS max,
@@ -131,7 +131,7 @@ describe('meterline store: chDB over the ClickHouse HTTP interface', () => {
       );
       expect(got, table).toEqual([want('acme'), want('globex')]);
     }
-    const hours = await rows<{ w: string; n: string }>(store, `SELECT toString(window_start) AS w, countMerge(value_count) AS n FROM ${db}.meter_usage_1h GROUP BY w ORDER BY w`);
+    const hours = await rows<{ w: string; n: string }>(store, `SELECT toString(window_start) AS w, countMerge(value_count) AS n FROM ${db}.meter_usage_1h_v2 GROUP BY w ORDER BY w`);
     expect(hours).toEqual([
       { w: '2026-11-02 10:00:00', n: '4' },
       { w: '2026-11-02 12:00:00', n: '1' },

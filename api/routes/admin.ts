@@ -5,7 +5,7 @@ import type { Store } from '../../common/clickhouse.ts';
 import type { AppDeps } from '../app.ts';
 import { isoTime, jsonBody, parseWith } from '../http.ts';
 import { Scopes } from '../keys.ts';
-import { reconcile } from '../usage.ts';
+import { MAINTENANCE_LEASE, reconcile, repair } from '../usage.ts';
 import { findMeter } from './meters.ts';
 
 const DAY = 86_400_000;
@@ -15,7 +15,7 @@ const KeyInput = z.object({
   scopes: z.array(z.enum(Scopes, { errorMap: () => ({ message: `each scope must be one of ${Scopes.join(', ')}` }) })).min(1, 'give at least one scope'),
 }).strict();
 
-/** API keys, dead letters and reconciliation. */
+/** API keys, dead letters, reconciliation and repair. */
 export function registerAdminRoutes(app: FastifyInstance, deps: AppDeps & { store: Store }): void {
   const keySchema = { type: 'object', properties: { id: { type: 'string' }, name: { type: 'string' }, scopes: { type: 'array', items: { type: 'string' } }, prefix: { type: 'string' }, createdAt: { type: 'string' } } };
 
@@ -60,7 +60,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AppDeps & { stor
     config: { scope: 'read' },
     schema: {
       tags: ['usage'],
-      summary: 'Compare rollup totals with per-event values and raw events for a range (whole UTC days)',
+      summary: 'Prove exactly-once per event for a range (whole UTC days): duplicates, missing and orphan values, missing dedup keys, rollups vs per-event values',
       querystring: { type: 'object', required: ['from', 'to'], properties: { from: { type: 'string', format: 'date-time' }, to: { type: 'string', format: 'date-time' }, subject: { type: 'string' }, meter: { type: 'string' } } },
     },
   }, async (req) => {
@@ -71,5 +71,54 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AppDeps & { stor
     const meters = q.meter ? [findMeter(deps, q.meter)] : deps.meters.list();
     const lines = await reconcile(deps.store, meters, { fromMs, toMs, subject: q.subject });
     return { from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString(), subject: q.subject ?? null, ok: lines.every((l) => l.ok), meters: lines };
+  });
+
+  const countSum = { type: 'object', properties: { count: { type: 'string' }, sum: { type: 'string' } } };
+  const reconcileLine = {
+    type: 'object',
+    properties: {
+      meter: { type: 'string' },
+      rawEvents: { type: 'string' },
+      values: countSum,
+      rollups: { type: 'object', additionalProperties: countSum },
+      uncounted: { type: 'string', description: 'distinct raw events of the type the meter does not count (informational)' },
+      rawDuplicates: { type: 'string' },
+      valueDuplicates: { type: 'string' },
+      missingValues: { type: 'string' },
+      orphanValues: { type: 'string' },
+      missingKeys: { type: 'string' },
+      ok: { type: 'boolean' },
+    },
+  };
+  app.post('/api/v1/repair', {
+    config: { scope: 'admin' },
+    schema: {
+      tags: ['usage'],
+      summary: `Restore exactly-once for whole UTC days: remove duplicate raw events and values, insert missing values and dedup keys, rebuild the rollups' cells; holds the lease ${MAINTENANCE_LEASE} (the processor waits) and returns reconcile before and after`,
+      body: { type: 'object', required: ['from', 'to'], properties: { from: { type: 'string', format: 'date-time' }, to: { type: 'string', format: 'date-time' }, meter: { type: 'string', description: 'one meter (slug or id); default every meter' } } },
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            from: { type: 'string' },
+            to: { type: 'string' },
+            meters: { type: 'array', items: { type: 'string' } },
+            ok: { type: 'boolean' },
+            steps: { type: 'array', items: { type: 'object', properties: { step: { type: 'string' }, detail: { type: 'object', additionalProperties: true }, ms: { type: 'integer' } } } },
+            before: { type: 'array', items: reconcileLine },
+            after: { type: 'array', items: reconcileLine },
+          },
+        },
+        503: { $ref: 'Error#' },
+      },
+    },
+  }, async (req) => {
+    const q = parseWith(z.object({ from: isoTime('from'), to: isoTime('to'), meter: z.string().optional() }).strict(), jsonBody(req));
+    const fromMs = Math.floor(q.from / DAY) * DAY;
+    const toMs = Math.ceil(q.to / DAY) * DAY;
+    if (fromMs >= toMs) throw new AppError('QUERY_INVALID', 'from must be before to');
+    if (!deps.leases) throw new AppError('REPAIR_UNAVAILABLE', `this process has no NATS leases to hold ${MAINTENANCE_LEASE}, so it cannot stop the processor's writes; run repair through a \`meterline start\` (or api role) with the leases wired`);
+    const meters = q.meter ? [findMeter(deps, q.meter)] : deps.meters.list();
+    return repair({ store: deps.store, leases: deps.leases, logger: deps.logger }, meters, { fromMs, toMs });
   });
 }

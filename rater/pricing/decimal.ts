@@ -5,7 +5,7 @@
  * divisions only ever feed an integer rounding (see transform.ts and package.ts). Numbers enter as
  * strings only and leave as plain (never exponential) decimal strings.
  */
-import { Decimal } from 'decimal.js';
+import { Decimal } from '../../common/decimal.ts';
 import type { BreakdownRow } from './types.ts';
 
 export const D = Decimal.clone({ precision: 1000, rounding: Decimal.ROUND_HALF_UP, toExpNeg: -9e15, toExpPos: 9e15 });

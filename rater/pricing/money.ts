@@ -8,7 +8,7 @@
  * (Stripe treats ISK, HUF, TWD and UGX amounts specially); that mapping belongs to the Stripe sync,
  * not here.
  */
-import { Decimal } from 'decimal.js';
+import { Decimal } from '../../common/decimal.ts';
 import { D, fmt, toDecimal } from './decimal.ts';
 import { PricingError } from './errors.ts';
 

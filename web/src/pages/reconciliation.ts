@@ -9,8 +9,21 @@ interface RollupLine {
   values: { count: string; sum: string };
   rollups: Record<string, { count: string; sum: string }>;
   uncounted: string;
+  /** Per-event checks (GET /api/v1/reconcile): each must be "0". */
+  rawDuplicates: string;
+  valueDuplicates: string;
+  missingValues: string;
+  orphanValues: string;
+  missingKeys: string;
   ok: boolean;
 }
+const PER_EVENT = [
+  ['rawDuplicates', 'duplicate raw events'],
+  ['valueDuplicates', 'duplicate values'],
+  ['missingValues', 'missing values'],
+  ['orphanValues', 'values without event'],
+  ['missingKeys', 'missing dedup keys'],
+] as const;
 interface UsageReconcileRow {
   customer: string;
   invoiceId: string;
@@ -88,14 +101,16 @@ export const reconciliationPage: Page = (ctx) => {
           r.meters.length === 0
             ? note('No meters.')
             : table(
-                ['Meter', 'Raw events', 'Values (count)', 'Values (sum)', 'Minute rollup', 'Hour rollup', 'Day rollup', 'Uncounted', 'Status'],
+                ['Meter', 'Raw events', 'Values (count)', 'Values (sum)', 'Minute rollup', 'Hour rollup', 'Day rollup', 'Uncounted', 'Per event', 'Status'],
                 r.meters.map((l) => {
                   const roll = (t: string) => {
-                    const x = l.rollups[t]!;
+                    const x = l.rollups[t] ?? { count: '?', sum: '?' };
                     const same = x.count === l.values.count && x.sum === l.values.sum;
                     return h('td', { class: `num ${same ? '' : 'cell-bad'}`, 'data-value': `${x.count}/${x.sum}` }, `${x.count} / ${x.sum}`);
                   };
-                  return h('tr', { 'data-meter': l.meter, 'data-ok': String(l.ok) }, h('th', { scope: 'row' }, l.meter), num(l.rawEvents), num(l.values.count), num(l.values.sum), roll('meter_usage_1m'), roll('meter_usage_1h'), roll('meter_usage_1d'), num(l.uncounted), h('td', {}, badge(l.ok ? 'ok' : 'mismatch', l.ok ? 'ok' : 'bad')));
+                  const wrong = PER_EVENT.filter(([k]) => (l[k] ?? '0') !== '0').map(([k, label]) => `${l[k]} ${label}`);
+                  const perEvent = h('td', { class: wrong.length ? 'cell-bad' : '', 'data-per-event': wrong.length ? 'bad' : 'ok' }, wrong.length ? wrong.join(', ') : 'exact');
+                  return h('tr', { 'data-meter': l.meter, 'data-ok': String(l.ok) }, h('th', { scope: 'row' }, l.meter), num(l.rawEvents), num(l.values.count), num(l.values.sum), roll('meter_usage_1m_v2'), roll('meter_usage_1h_v2'), roll('meter_usage_1d_v2'), num(l.uncounted), perEvent, h('td', {}, badge(l.ok ? 'ok' : 'mismatch', l.ok ? 'ok' : 'bad')));
                 }),
                 { class: 'recon-rollups' },
               ),
