@@ -1,6 +1,7 @@
 import { isLosslessNumber, parse as losslessParse, stringify as losslessStringify } from 'lossless-json';
 import { describe, expect, it } from 'vitest';
-import { parseExact, scanJson } from './json-text.ts';
+import fc from 'fast-check';
+import { decodeUtf8Escaped, decodeUtf8Strict, invalidUtf8Offset, MAX_EXACT_DEPTH, parseExact, scanJson, Utf8Error } from './json-text.ts';
 import { seededRandom } from './random.ts';
 
 describe('parseExact', () => {
@@ -66,5 +67,80 @@ describe('parseExact', () => {
       expect(scanJson(text).starts.length).toBe(wantItems.length);
     }
     expect(isLosslessNumber(parseExact('{"v":1.50}').items[0] && (parseExact('{"v":1.50}').items[0] as { v: unknown }).v)).toBe(true);
+  });
+});
+
+describe('parseExact on deep nesting', () => {
+  it('reports each element\'s depth', () => {
+    expect(scanJson('[1,[],{"a":[{}]},"[[["]').depth).toEqual([0, 1, 3, 0]);
+  });
+
+  it('never overflows the stack: a 100,000-level element with inexact numbers keeps JSON.parse\'s value', () => {
+    const deep = `${'{"a":'.repeat(100_000)}1.50${'}'.repeat(100_000)}`;
+    const r = parseExact(`[{"v":1.50},${deep}]`);
+    expect(r.lossless).toEqual([true, false]);
+    expect(String((r.items[0] as { v: unknown }).v)).toBe('1.50');
+    expect(scanJson(deep).depth).toEqual([100_000]);
+  });
+
+  it(`parses exactly up to ${MAX_EXACT_DEPTH} levels`, () => {
+    const at = (n: number) => parseExact(`${'{"a":'.repeat(n)}1.50${'}'.repeat(n)}`).lossless[0];
+    expect(at(MAX_EXACT_DEPTH)).toBe(true);
+    expect(at(MAX_EXACT_DEPTH + 1)).toBe(false);
+  });
+});
+
+describe('UTF-8', () => {
+  const FATAL = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+  const bytes = (...xs: number[]) => Uint8Array.from(xs);
+
+  it('decodes valid UTF-8 exactly, keeping a byte order mark', () => {
+    const text = '\ufeff{"id":"ü日🚀"}';
+    expect(decodeUtf8Strict(new TextEncoder().encode(text))).toBe(text);
+  });
+
+  it('throws a Utf8Error naming the first bad byte and its offset, never replacing it', () => {
+    const cases: [Uint8Array, number][] = [
+      [bytes(0x61, 0xff), 1],
+      [bytes(0x61, 0xfe), 1],
+      [bytes(0x61, 0xed, 0xa0, 0xbd), 1], // a surrogate (CESU-8)
+      [bytes(0xc0, 0xaf), 0], // overlong "/"
+      [bytes(0xe2, 0x82), 0], // truncated
+      [bytes(0xf4, 0x90, 0x80, 0x80), 0], // above U+10FFFF
+      [bytes(0x22, 0xc3, 0xa9, 0x80), 3], // a stray continuation byte after é
+    ];
+    for (const [b, offset] of cases) {
+      expect(() => decodeUtf8Strict(b)).toThrow(Utf8Error);
+      expect(() => decodeUtf8Strict(b)).toThrow(`not valid UTF-8 (byte 0x${b[offset]!.toString(16)} at offset ${offset})`);
+      expect(invalidUtf8Offset(b)).toBe(offset);
+    }
+  });
+
+  it('agrees with the WHATWG decoder on random bytes', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 24 }), fc.string({ unit: 'binary', maxLength: 8 }), (raw, s) => {
+        const b = Uint8Array.from([...new TextEncoder().encode(s), ...raw]);
+        let valid = true;
+        try {
+          FATAL.decode(b);
+        } catch {
+          valid = false;
+        }
+        const offset = invalidUtf8Offset(b);
+        expect(offset === -1).toBe(valid);
+        if (!valid) {
+          // Everything before the offset is valid; the text up to the end of the next sequence is not.
+          expect(() => FATAL.decode(b.subarray(0, offset))).not.toThrow();
+          expect(decodeUtf8Escaped(b).startsWith(FATAL.decode(b.subarray(0, offset)) + String.fromCharCode(0xdc00 + b[offset]!))).toBe(true);
+        } else {
+          expect(decodeUtf8Escaped(b)).toBe(FATAL.decode(b));
+        }
+      }),
+      { numRuns: 5_000 },
+    );
+  });
+
+  it('the escaped text keeps each bad byte as U+DC00 + byte', () => {
+    expect(decodeUtf8Escaped(bytes(0x61, 0xff, 0x62, 0xe2, 0x82, 0xac, 0xe2, 0x82))).toBe('a\udcffb€\udce2\udc82');
   });
 });

@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { isLosslessNumber, parse as losslessParse } from 'lossless-json';
 import { describe, expect, it } from 'vitest';
-import { checkBatch, checkEvent, eventKey, MAX_FIELD_LENGTH, type TimeLimits } from './cloudevents.ts';
+import { Utf8Error, decodeUtf8Strict, parseExact } from '../common/json-text.ts';
+import { checkBatch, checkEvent, eventKey, invalidUtf8Event, LONE_SURROGATE_REASON, MAX_DATA_DEPTH, MAX_FIELD_LENGTH, type TimeLimits } from './cloudevents.ts';
 
 const MINUTE = 60_000;
 const DAY = 86_400_000;
@@ -278,6 +279,106 @@ describe('checkEvent keeps hostile but valid strings unchanged', () => {
         },
       ),
     );
+  });
+});
+
+describe('checkEvent refuses what the store cannot hold', () => {
+  const NOT_FINITE = 'the number is out of range: not finite as a double (magnitude beyond 1.8e308)';
+  /** `n` objects, one in the other, around `leaf`. */
+  const nest = (n: number, leaf: unknown = 1): unknown => {
+    let v = leaf;
+    for (let i = 0; i < n; i++) v = { a: v };
+    return v;
+  };
+
+  it.each([['\ud83d'], ['\udc00'], ['x\ude00\ud83d'], ['\ud83d\ud83d\ude00']])('a lone surrogate (%j) in any stored string, naming the field', (lone) => {
+    for (const name of ['id', 'source', 'type', 'subject'] as const) {
+      expect(errorsOf({ ...valid, [name]: `a${lone}` }), name).toEqual([{ field: name, reason: LONE_SURROGATE_REASON }]);
+    }
+    expect(errorsOf({ ...valid, data: { tokens: 1, model: `gpt-${lone}` } })).toEqual([{ field: 'data.model', reason: LONE_SURROGATE_REASON }]);
+    expect(errorsOf({ ...valid, data: { [`k${lone}`]: 'v' } })).toEqual([{ field: `data.k${lone}`, reason: LONE_SURROGATE_REASON }]);
+    expect(errorsOf({ ...valid, data: { list: ['ok', { deep: [lone] }] } })).toEqual([{ field: 'data.list.1.deep.0', reason: LONE_SURROGATE_REASON }]);
+  });
+
+  it('names every bad field of an event, at most 10', () => {
+    expect(errorsOf({ ...valid, id: 'a\ud800', subject: 'b\udfff', data: { m: '\ud800' } })).toEqual([
+      { field: 'id', reason: LONE_SURROGATE_REASON },
+      { field: 'subject', reason: LONE_SURROGATE_REASON },
+      { field: 'data.m', reason: LONE_SURROGATE_REASON },
+    ]);
+    expect(errorsOf({ ...valid, data: { list: Array.from({ length: 50 }, () => '\ud800') } })).toHaveLength(10);
+  });
+
+  it('accepts surrogate pairs and U+FFFD; a lone surrogate in an extension attribute is not stored and not refused', () => {
+    expect(checkEvent({ ...valid, id: '😀\ufffd', data: { '😀': '\ud83d\ude00' } }, NOW, LIMITS).ok).toBe(true);
+    expect(checkEvent({ ...valid, traceparent: '\ud800' }, NOW, LIMITS).ok).toBe(true);
+  });
+
+  it(`data nested ${MAX_DATA_DEPTH} levels is accepted; one more is refused naming data and the limit`, () => {
+    // `data` itself is level 1.
+    expect(checkEvent({ ...valid, data: nest(MAX_DATA_DEPTH) as Record<string, unknown> }, NOW, LIMITS).ok).toBe(true);
+    const deep = [{ field: 'data', reason: `data is nested more than ${MAX_DATA_DEPTH} levels deep` }];
+    expect(errorsOf({ ...valid, data: nest(MAX_DATA_DEPTH + 1) })).toEqual(deep);
+    const arrays = (n: number) => {
+      let v: unknown = [];
+      for (let i = 1; i < n; i++) v = [v];
+      return v;
+    };
+    expect(checkEvent({ ...valid, data: { a: arrays(MAX_DATA_DEPTH - 1) } }, NOW, LIMITS).ok).toBe(true);
+    expect(errorsOf({ ...valid, data: { a: arrays(MAX_DATA_DEPTH) } })).toEqual(deep);
+  });
+
+  it('100,000 levels in data or in an extension attribute: refused, no stack overflow', () => {
+    const text = (attr: string) => `{"specversion":"1.0","id":"x","source":"s","type":"t","subject":"u","${attr}":${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}}`;
+    expect(errorsOf(JSON.parse(text('data')))).toEqual([{ field: 'data', reason: `data is nested more than ${MAX_DATA_DEPTH} levels deep` }]);
+    expect(errorsOf(JSON.parse(text('ext')))).toEqual([{ field: 'ext', reason: `ext is nested more than ${MAX_DATA_DEPTH} levels deep` }]);
+    // As the processor parses it (exactly): the same.
+    expect(errorsOf(parseExact(text('data').replace('1}', '1.50}')).items[0])).toEqual([{ field: 'data', reason: `data is nested more than ${MAX_DATA_DEPTH} levels deep` }]);
+  });
+
+  it('refuses numbers in data that are not finite as doubles, parsed natively or exactly', () => {
+    for (const n of ['1e400', '-1e400', '9'.repeat(1000), '1.5e309']) {
+      const text = `{"specversion":"1.0","id":"x","source":"s","type":"t","subject":"u","data":{"x":{"big":${n}}}}`;
+      expect(errorsOf(JSON.parse(text)), n).toEqual([{ field: 'data.x.big', reason: NOT_FINITE }]);
+      const exact = parseExact(text);
+      expect(exact.lossless, n).toEqual([true]);
+      expect(errorsOf(exact.items[0]), n).toEqual([{ field: 'data.x.big', reason: NOT_FINITE }]);
+    }
+    for (const n of ['1e-400', `0.${'0'.repeat(998)}1`, '1.7976931348623157e308', '12345678901234567890.123456789']) {
+      const exact = parseExact(`{"specversion":"1.0","id":"x","source":"s","type":"t","subject":"u","data":{"n":${n}}}`);
+      const r = checkEvent(exact.items[0], NOW, LIMITS);
+      expect(r.ok && String(r.event.data.n), n).toBe(n);
+    }
+  });
+
+  it('a plain object that looks like a lossless number is walked as an object', () => {
+    expect(checkEvent({ ...valid, data: { v: { isLosslessNumber: true, value: 'x' } } }, NOW, LIMITS).ok).toBe(true);
+  });
+});
+
+describe('invalidUtf8Event', () => {
+  const bytes = (...parts: (string | number[])[]) => Buffer.concat(parts.map((p) => Buffer.from(p as string)));
+  const errorOf = (b: Buffer) => {
+    try {
+      decodeUtf8Strict(b);
+    } catch (err) {
+      return invalidUtf8Event(b, err as Utf8Error);
+    }
+    throw new Error('valid UTF-8');
+  };
+
+  it('names the event, its id (bad bytes as U+FFFD) and the field holding the first bad byte', () => {
+    const b = bytes('[{"id":"ok","data":{}},{"id":"a', [0xff], '","data":{"m":"x', [0xfe], '"}}]');
+    expect(errorOf(b)).toEqual({ count: 2, error: { index: 1, id: 'a\ufffd', field: 'id', reason: `body is not valid UTF-8 (byte 0xff at offset ${b.indexOf(0xff)})` } });
+    const inData = bytes('{"id":"ü","data":{"k":["', [0xed, 0xa0, 0xbd], '"]}}');
+    expect(errorOf(inData)).toEqual({ count: 1, error: { index: 0, id: 'ü', field: 'data.k.0', reason: `body is not valid UTF-8 (byte 0xed at offset ${inData.indexOf(0xed)})` } });
+    const inKey = bytes('{"id":"i","data":{"k', [0xc0, 0xaf], '":1}}');
+    expect(errorOf(inKey)?.error.field).toBe('data.k\udcc0\udcaf');
+  });
+
+  it('undefined when the bad byte is outside any string', () => {
+    expect(errorOf(bytes('[{"id":"a"}]', [0xff]))).toBeUndefined();
+    expect(errorOf(bytes('[{"id":"a"}', [0xff], ']'))).toBeUndefined();
   });
 });
 
