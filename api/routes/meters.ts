@@ -27,10 +27,12 @@ const UsageQuerySchema = z
   .passthrough();
 
 /**
- * Limits of a usage query through the API. A query runs inside ClickHouse (embedded chDB runs
- * it in this process), so an unbounded one could hold memory and CPU that ingest and the
- * processor need: it is refused before it runs when its windows alone pass the limit, and
- * ClickHouse stops it at the row or time limit. (Tests lower them to reach them cheaply.)
+ * Limits of a usage query through the API. Embedded chDB runs a query off the JS thread
+ * (/healthz and ingest stay responsive) but one query at a time: while a usage query runs, the
+ * processor's writes and every other store call wait. So a query is refused before it runs
+ * when its windows alone pass the limit, and ClickHouse stops it at the row or time limit (the
+ * time limit is checked while reading; a large GROUP BY can run on past it while merging).
+ * Tests lower them to reach them cheaply.
  */
 export const USAGE_QUERY_LIMITS = { maxWindows: 100_000, maxResultRows: 100_000, maxExecutionSeconds: 10 };
 
@@ -183,7 +185,7 @@ export function registerMeterRoutes(app: FastifyInstance, deps: AppDeps & { stor
             from: { type: 'string', format: 'date-time' },
             to: { type: 'string', format: 'date-time', description: 'Exclusive. Default: now, rounded up to the minute.' },
             windowSize: { type: 'string', enum: [...WindowSizes] },
-            windowTimeZone: { type: 'string', default: 'UTC' },
+            windowTimeZone: { type: 'string', default: 'UTC', description: 'IANA time zone of the windows, in any case (america/new_york is America/New_York); unknown to Node or ClickHouse: 400' },
             subject: { type: 'array', items: { type: 'string' } },
             groupBy: { type: 'array', items: { type: 'string' } },
           },

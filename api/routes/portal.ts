@@ -124,7 +124,7 @@ export function registerPortalRoutes(app: FastifyInstance, deps: AppDeps & { sto
       security,
       summary: "The customer's own usage of a meter (as GET /api/v1/meters/{meter}/query, for this customer only)",
       description: `windowTimeZone defaults to the customer's time zone. ${USAGE_QUERY_LIMITS_TEXT}`,
-      querystring: { type: 'object', properties: { from: { type: 'string', format: 'date-time' }, to: { type: 'string', format: 'date-time' }, windowSize: { type: 'string', enum: [...WindowSizes] }, windowTimeZone: { type: 'string' }, groupBy: { type: 'array', items: { type: 'string' } }, ...customerParam, subject: { type: 'string', description: "optional; must be the token's own customer" } } },
+      querystring: { type: 'object', properties: { from: { type: 'string', format: 'date-time' }, to: { type: 'string', format: 'date-time' }, windowSize: { type: 'string', enum: [...WindowSizes] }, windowTimeZone: { type: 'string', description: "IANA time zone of the windows, in any case; default: the customer's" }, groupBy: { type: 'array', items: { type: 'string' } }, ...customerParam, subject: { type: 'string', description: "optional; must be the token's own customer" } } },
       response: { 200: obj, 400: { $ref: 'Error#' }, 404: { $ref: 'Error#' }, 503: { $ref: 'Error#' } },
     },
   }, async (req) => {
