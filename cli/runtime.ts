@@ -336,6 +336,9 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
     nats: natsServer?.running !== false && !nats.nc.isClosed() && nats.nc.info !== undefined && (await flushWithin(nats, 2_000)),
     ...(store ? { clickhouse: await store.ch.ping().then((r) => r.success, () => false) } : {}),
     ...(processor ? { processor: processor.healthy } : {}),
+    // A partition whose writes have kept failing for a minute (the store away or refusing):
+    // events are safe in the stream but not counted; meterline_processor_stuck_partitions says how many.
+    ...(processor ? { processorWrites: processor.stuckPartitions().length === 0 } : {}),
   });
   if (roles.includes('ingest') || roles.includes('api')) {
     const publisher = new EventPublisher(nats.js, (n) => nats.partitionSubject(n), {
