@@ -15,9 +15,18 @@ export type Dec = Decimal;
 export const MAX_EXPONENT = 100;
 const DECIMAL_RE = /^-?\d+(\.\d+)?([eE][+-]?\d+)?$/;
 
-/** The decimal a string spells (e.g. "12.5", "-3", "1e20"), or undefined if it is not one or is out of range. */
-export function toDecimal(s: string): Dec | undefined {
-  if (s.length > 200 || !DECIMAL_RE.test(s)) return undefined;
+/** The longest number a price or an input may spell. */
+export const MAX_INPUT_CHARS = 200;
+/**
+ * The longest amount `roundMoney` takes: amounts computed in JS (common/decimal.ts, 200
+ * significant digits; a prorated fee is a non-terminating quotient) with up to MAX_EXPONENT
+ * leading or trailing zeros.
+ */
+export const MAX_AMOUNT_CHARS = 2 * MAX_EXPONENT + 210;
+
+/** The decimal a string spells (e.g. "12.5", "-3", "1e20"), or undefined if it is not one, is longer than `maxChars` or is out of range. */
+export function toDecimal(s: string, maxChars = MAX_INPUT_CHARS): Dec | undefined {
+  if (s.length > maxChars || !DECIMAL_RE.test(s)) return undefined;
   const expPart = /[eE]([+-]?\d+)$/.exec(s);
   if (expPart && Math.abs(Number(expPart[1])) > 10 * MAX_EXPONENT) return undefined;
   const d = new D(s);

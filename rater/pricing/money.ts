@@ -9,7 +9,7 @@
  * not here.
  */
 import { Decimal } from '../../common/decimal.ts';
-import { D, fmt, toDecimal } from './decimal.ts';
+import { D, fmt, MAX_AMOUNT_CHARS, toDecimal } from './decimal.ts';
 import { PricingError } from './errors.ts';
 
 const ZERO_DECIMALS = ['BIF', 'CLP', 'DJF', 'GNF', 'ISK', 'JPY', 'KMF', 'KRW', 'PYG', 'RWF', 'UGX', 'UYI', 'VND', 'VUV', 'XAF', 'XOF', 'XPF'];
@@ -62,7 +62,7 @@ export function minorUnits(currency: string): number {
 }
 
 function parseAmount(amount: string) {
-  const d = toDecimal(amount);
+  const d = toDecimal(amount, MAX_AMOUNT_CHARS);
   if (!d) throw new PricingError('RATE_INPUT_INVALID', `amount "${amount}" is not a decimal number`);
   return d;
 }
