@@ -235,6 +235,13 @@ describe('hostile input: refused at the edge, or stored exactly once', () => {
       expect(await storedIds('idem')).toEqual([a, b, cId].sort());
     });
 
+    it('the OpenAPI description documents the rule and the 409', async () => {
+      const doc = (await rt.app!.inject({ method: 'GET', url: '/docs/json' })).json() as { paths: Record<string, { post?: { description: string; responses: Record<string, unknown> } }> };
+      const post = doc.paths['/api/v1/events']?.post;
+      expect(post?.description).toMatch(/same key and the identical body is stored once.*409 INGEST_IDEMPOTENCY_CONFLICT/);
+      expect(Object.keys(post?.responses ?? {})).toEqual(expect.arrayContaining(['202', '400', '409']));
+    });
+
     it('concurrent requests with one key and different bodies: exactly one is accepted', async () => {
       const bodies = Array.from({ length: 6 }, (_, i) => [ev(`race-${i}`, 'idem-race')]);
       const rs = await Promise.all(bodies.map((body) => c.ingest(body, { 'idempotency-key': 'key-race' })));
