@@ -20,6 +20,8 @@ export class Backfiller {
     private readonly log: Logger,
     /** Where each page is recorded before its insert (see write-ledger.ts); without it, a crash mid-insert can leave a rollup short. */
     private readonly ledger?: BackfillLedger,
+    /** Awaited before each insert: the processor waits there while a repair holds the maintenance lease. */
+    private readonly beforeInsert: () => Promise<void> = async () => undefined,
   ) {}
 
   /** Inserts a page's values, recorded first in the ledger when there is one; a page cut off by a crash is repeated first. */
@@ -31,6 +33,7 @@ export class Backfiller {
 
   private async insertValues(token: string, values: Record<string, unknown>[]): Promise<void> {
     const { ch, db } = this.store;
+    await this.beforeInsert();
     await ch.insert({
       table: `${db}.meter_values`,
       values,

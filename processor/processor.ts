@@ -245,7 +245,7 @@ export class Processor {
 
   async start(): Promise<void> {
     const { options } = this.deps;
-    this.backfiller = new Backfiller(this.deps.store, this.log, await BackfillLedger.open(this.deps.nats.js, this.deps.nats.topology.replicas));
+    this.backfiller = new Backfiller(this.deps.store, this.log, await BackfillLedger.open(this.deps.nats.js, this.deps.nats.topology.replicas), () => this.waitForMaintenance([]));
     // A meter created while we run is backfilled between batches, on the same serial chain as
     // the batches, so no event is both in flight here without it and missed by the backfill;
     // a second pass after a settle time catches batches that were in flight in other processors.
@@ -916,6 +916,7 @@ export class Processor {
   private async land(rows: RawRow[], token: string, units: Unit[], msgs: JsMsg[] = []): Promise<Refused[]> {
     for (let attempt = 0; ; attempt++) {
       try {
+        if (attempt > 0 || msgs.length === 0) await this.waitForMaintenance(msgs); // a replay, or a retry after a wait
         const refused = await this.insertSplitting(rows, token);
         for (const u of units) this.failingSince.delete(u);
         this.reportStuck();
