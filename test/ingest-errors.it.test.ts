@@ -282,7 +282,7 @@ describe('ingest errors: bad input gets a clear error and costs nothing else', (
       const { ch, db } = rt.store!;
       const rs = await ch.query({ query: `SELECT name FROM system.tables WHERE database = {db:String} ORDER BY name`, query_params: { db }, format: 'JSONEachRow' });
       const tables = (await rs.json<{ name: string }>()).map((r) => r.name);
-      expect(tables).toEqual(expect.arrayContaining(['events_raw', 'event_keys', 'meter_values', 'meter_usage_1m', 'meter_usage_1h', 'meter_usage_1d']));
+      expect(tables).toEqual(expect.arrayContaining(['events_raw', 'event_keys', 'meter_values', 'meter_usage_1m_v2', 'meter_usage_1h_v2', 'meter_usage_1d_v2']));
       expect((await c.ingest([ev('after-1', 'after-hostile', '1.5'), ev('after-2', 'after-hostile', '2.25')])).statusCode).toBe(202);
       await eventually(() => total(c, 'tokens', 'after-hostile'), (v) => v === '3.75');
     });

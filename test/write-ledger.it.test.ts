@@ -58,7 +58,7 @@ describe('write ledger', () => {
     expect(await q(`SELECT toString(count()) AS n FROM DB.event_keys WHERE source = 'partial'`)).toEqual([{ n: '50' }]);
     expect(await q(`SELECT toString(count()) AS n, toString(sum(value)) AS s FROM DB.meter_values WHERE source = 'partial'`)).toEqual([{ n: '50', s: '1275' }]);
     // Every rollup, through the usage API (which says which table answered).
-    for (const [from, source] of [['2026-11-03T00:00:00Z', 'meter_usage_1d'], ['2026-11-03T01:00:00Z', 'meter_usage_1h'], ['2026-11-03T00:01:00Z', 'meter_usage_1m']] as const) {
+    for (const [from, source] of [['2026-11-03T00:00:00Z', 'meter_usage_1d_v2'], ['2026-11-03T01:00:00Z', 'meter_usage_1h_v2'], ['2026-11-03T00:01:00Z', 'meter_usage_1m_v2']] as const) {
       const r = await api.app!.inject({ method: 'GET', url: `/api/v1/meters/tokens/query?subject=partial-co&from=${from}&to=2026-11-04T00:00:00Z`, headers: { authorization: `Bearer ${api.adminKey}` } });
       const body = r.json() as { source: string; data: { value: string }[] };
       expect(body.source.startsWith(source)).toBe(true);
