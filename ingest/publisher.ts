@@ -123,7 +123,7 @@ export class EventPublisher {
     this.opts.metrics.ingestInflight.inc();
     const end = this.opts.metrics.ingestPublishSeconds.startTimer();
     try {
-      if (opts.idempotencyKey !== undefined && !(await this.keys.claim(opts.idempotencyKey, hash))) throw idempotencyConflict(opts.idempotencyKey);
+      if (opts.idempotencyKey !== undefined && !(await withTimeout(this.keys.claim(opts.idempotencyKey, hash), this.opts.timeoutMs))) throw idempotencyConflict(opts.idempotencyKey);
       const h = natsHeaders();
       h.set(RECEIVED_AT_HEADER, String(opts.receivedAtMs));
       const acks = await Promise.all(messages.map((m) => this.js.publish(m.subject, m.data, { msgID: m.msgID, headers: h, timeout: this.opts.timeoutMs })));
@@ -140,6 +140,15 @@ export class EventPublisher {
       this.opts.metrics.ingestInflight.dec();
     }
   }
+}
+
+/** `p`, or a rejection after `ms` (NATS KV calls wait out a reconnect; ingest answers 503 instead). */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** A parsed batch: its events and, on demand, each event's text as received. */
