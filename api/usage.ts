@@ -1,7 +1,7 @@
 import { Decimal } from '../common/decimal.ts';
 import type { Store } from '../common/clickhouse.ts';
 import { AppError } from '../common/errors.ts';
-import type { Leases } from '../common/lease.ts';
+import { MAINTENANCE_LEASE, type Leases } from '../common/lease.ts';
 import type { Logger } from '../common/logger.ts';
 import type { Meter } from '../processor/index.ts';
 import { planUsageQuery, type Source, type UsageQuery, type WindowSize } from './usage-plan.ts';
@@ -161,7 +161,7 @@ export async function reconcile(store: Store, meters: Meter[], opts: { fromMs: n
 // ---- repair ------------------------------------------------------------------------------------
 
 /** The lease repair holds; the processor waits while anyone holds it before each insert. */
-export const MAINTENANCE_LEASE = 'maintenance.writes';
+export { MAINTENANCE_LEASE };
 
 export interface RepairDeps {
   store: Store;

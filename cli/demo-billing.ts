@@ -1,4 +1,4 @@
-import { Decimal } from 'decimal.js';
+import { Decimal } from '../common/decimal.ts';
 import { fromLocal, localParts } from '../rater/index.ts';
 
 /**

@@ -357,6 +357,7 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
       portalTokens: catalog.portalTokens,
       publisher,
       deadLetters: new DeadLetters(nats),
+      leases,
       ...(billing
         ? {
             billing: {

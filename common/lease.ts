@@ -3,6 +3,9 @@ import { Kvm, type KV } from '@nats-io/kv';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { Logger } from './logger.ts';
 
+/** Held by `meterline repair` while it rewrites rows: processors insert nothing meanwhile. */
+export const MAINTENANCE_LEASE = 'maintenance.writes';
+
 /**
  * Leases in a NATS KV bucket whose entries expire after `ttlMs`: a holder that dies loses its
  * lease within `ttlMs`. Acquire is `create` (fails if someone holds it); renew is `update` with

@@ -1,4 +1,4 @@
-import { Decimal } from 'decimal.js';
+import { Decimal } from '../common/decimal.ts';
 import { isLosslessNumber } from 'lossless-json';
 import { z } from 'zod';
 import { compilePath, readPath, type PathSegment } from '../common/jsonpath.ts';

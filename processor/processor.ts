@@ -7,7 +7,7 @@ import type { Store } from '../common/clickhouse.ts';
 import { errorMessage } from '../common/errors.ts';
 import { parseExact, type ExactJson } from '../common/json-text.ts';
 import { TimeSlice } from '../common/time-slice.ts';
-import type { Leases } from '../common/lease.ts';
+import { MAINTENANCE_LEASE, type Leases } from '../common/lease.ts';
 import type { Logger } from '../common/logger.ts';
 import type { Metrics } from '../common/metrics.ts';
 import { partitionConsumer, ROUTER_CONSUMER, type NatsClients } from '../common/nats.ts';
@@ -28,8 +28,6 @@ const UTF8_STRICT = new TextDecoder('utf-8', { fatal: true });
 /** Replaying a recorded insert rebuilds the events it held: the time limits were checked then. */
 const NO_LIMITS: TimeLimits = { maxFutureMs: Number.POSITIVE_INFINITY, maxPastMs: Number.POSITIVE_INFINITY };
 
-/** While this lease is held (by `meterline repair`), processors write nothing. */
-export const MAINTENANCE_LEASE = 'maintenance.writes';
 
 /** A partition whose writes keep failing for this long is reported stuck (`/readyz`, a metric). */
 const STUCK_AFTER_MS = 60_000;

@@ -115,6 +115,9 @@ export interface BuildInput {
 const iso = (ms: number) => new Date(ms).toISOString();
 const D = (s: string | number) => new Decimal(s);
 
+/** Decimal places of a proration share (the fraction of a period a fee or minimum covers). */
+export const SHARE_DECIMALS = 20;
+
 export function buildInvoice(input: BuildInput): Invoice {
   const { customer, subscription: sub, plans, period } = input;
   const currency = customer.currency;
@@ -131,7 +134,9 @@ export function buildInvoice(input: BuildInput): Invoice {
   const phases = sub.phases.map((p) => ({ plan: plans[p.plan]!, start: Date.parse(p.start), end: p.end ? Date.parse(p.end) : Number.MAX_SAFE_INTEGER }));
   for (const p of phases) if (!p.plan) throw new Error(`subscription ${sub.id} refers to a plan that does not exist`);
   const feeOf = (plan: Plan) => D(sub.overrides?.baseFee ?? plan.baseFee?.amount ?? '0');
-  const share = (from: number, to: number, ofLen = len) => D(to - from).div(ofLen);
+  // A share of a period is a quotient of milliseconds, usually without an end: it is kept to 20
+  // decimal places (half-up), so a breakdown shows a readable share and the amount it gives exactly.
+  const share = (from: number, to: number, ofLen = len) => D(to - from).div(ofLen).toDecimalPlaces(SHARE_DECIMALS, Decimal.ROUND_HALF_UP);
   const fraction = (s: Decimal) => ({ description: `prorated ${s.mul(100).toDecimalPlaces(4).toFixed()}% of the period`, units: s.toFixed(), unitPrice: undefined });
 
   // 1. Base fees.

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { Decimal } from 'decimal.js';
+import { Decimal } from '../../common/decimal.ts';
 import { z } from 'zod';
 import type { Store } from '../../common/clickhouse.ts';
 import type { AppDeps } from '../app.ts';
