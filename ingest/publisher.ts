@@ -4,7 +4,7 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { elementTexts, scanJson } from '../common/json-text.ts';
 import { partitionOfItem } from '../common/partition.ts';
-import { AppError, errorMessage, isAppError, type ErrorCode } from '../common/errors.ts';
+import { AppError, errorMessage, isAppError } from '../common/errors.ts';
 import type { Metrics } from '../common/metrics.ts';
 
 /** Header carrying the ingest receipt time (epoch ms); the default for events without `time`. */
@@ -23,11 +23,7 @@ export interface PublishResult {
  * the code (`INGEST_IDEMPOTENCY_CONFLICT: { httpStatus: 409, retryable: false }`).
  */
 function idempotencyConflict(key: string): AppError {
-  const err = new AppError('REQUEST_INVALID', `Idempotency-Key ${JSON.stringify(key)} was already used for a different body; a key may only be reused for the identical body (a retry). Send a new key for new events`, {
-    httpStatus: 409,
-  });
-  Object.defineProperty(err, 'code', { value: 'INGEST_IDEMPOTENCY_CONFLICT' as ErrorCode });
-  return err;
+  return new AppError('INGEST_IDEMPOTENCY_CONFLICT', `Idempotency-Key ${JSON.stringify(key)} was already used for a different body; a key may only be reused for the identical body (a retry). Send a new key for new events`);
 }
 
 /**

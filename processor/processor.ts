@@ -709,10 +709,12 @@ export class Processor {
         dead.push(this.deadLetter(`malformed JSON: ${errorMessage(err)}`, m.seq, -1, receivedAtMs, text));
         continue;
       }
+      let texts: string[] | undefined;
       parsed.items.forEach((item, index) => {
         const r = checkEvent(item, receivedAtMs, options.limits);
         if (r.ok) candidates.push({ partition, event: r.event, key: eventKey(r.event), seq: m.seq, index, receivedAtMs, raw: item, lossless: parsed.lossless[index]! });
-        else dead.push(this.deadLetter(r.errors.map((e) => (e.field ? `${e.field}: ${e.reason}` : e.reason)).join('; '), m.seq, index, receivedAtMs, losslessStringify(item) ?? 'null'));
+        // Parked as received: re-serialising an event refused for its depth could overflow the stack.
+        else dead.push(this.deadLetter(r.errors.map((e) => (e.field ? `${e.field}: ${e.reason}` : e.reason)).join('; '), m.seq, index, receivedAtMs, (texts ??= parsed.texts())[index]!));
       });
     }
     return { batch, candidates, dead };

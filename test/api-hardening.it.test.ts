@@ -166,7 +166,7 @@ describe('API hardening: CSV injection, time zones, usage query limits', () => {
       const r = await usage({ from: new Date(from).toISOString(), to: new Date(from + 100 * DAY).toISOString(), windowSize: 'MINUTE' });
       expect(r.statusCode, r.body).toBe(400);
       const p = r.json() as Problem;
-      expect(p.code).toBe('QUERY_INVALID');
+      expect(p.code).toBe('USAGE_QUERY_TOO_LARGE');
       expect(p.message).toContain('windowSize=MINUTE from 2026-01-01T00:00:00.000Z to 2026-04-11T00:00:00.000Z gives 144,000 windows, more than the limit of 100,000');
       expect(p.message).toContain('narrow the query');
       expect(p.limit).toEqual({ windows: 100_000 });
@@ -184,12 +184,12 @@ describe('API hardening: CSV injection, time zones, usage query limits', () => {
         const r = await usage({ ...range, windowSize: 'HOUR', groupBy: 'region' });
         expect(r.statusCode, r.body).toBe(400);
         const p = r.json() as Problem;
-        expect(p.code).toBe('QUERY_INVALID');
+        expect(p.code).toBe('USAGE_QUERY_TOO_LARGE');
         expect(p.message).toContain('more than 5 rows (windows × groups)');
         expect(p.limit).toEqual({ rows: 5 });
         const portal = await call('GET', `/api/v1/portal/meters/calls/query?${new URLSearchParams({ ...range, windowSize: 'HOUR' })}`, portalToken);
         expect(portal.statusCode, portal.body).toBe(400);
-        expect((portal.json() as Problem).code).toBe('QUERY_INVALID');
+        expect((portal.json() as Problem).code).toBe('USAGE_QUERY_TOO_LARGE');
       } finally {
         USAGE_QUERY_LIMITS.maxResultRows = saved;
       }

@@ -37,9 +37,9 @@ const UsageQuerySchema = z
 export const USAGE_QUERY_LIMITS = { maxWindows: 100_000, maxResultRows: 100_000, maxExecutionSeconds: 10 };
 
 export const USAGE_QUERY_LIMITS_TEXT =
-  `Limits: with from given, at most ${USAGE_QUERY_LIMITS.maxWindows.toLocaleString('en-US')} windows (e.g. windowSize=MINUTE over about 69 days), else 400 QUERY_INVALID before anything runs; ` +
-  `at most ${USAGE_QUERY_LIMITS.maxResultRows.toLocaleString('en-US')} result rows (windows × groups), else 400 QUERY_INVALID; ` +
-  `at most ${USAGE_QUERY_LIMITS.maxExecutionSeconds} s of query time, else 503 STORE_UNAVAILABLE (retry after Retry-After, or narrow the query). ` +
+  `Limits: with from given, at most ${USAGE_QUERY_LIMITS.maxWindows.toLocaleString('en-US')} windows (e.g. windowSize=MINUTE over about 69 days), else 400 USAGE_QUERY_TOO_LARGE before anything runs; ` +
+  `at most ${USAGE_QUERY_LIMITS.maxResultRows.toLocaleString('en-US')} result rows (windows × groups), else 400 USAGE_QUERY_TOO_LARGE; ` +
+  `at most ${USAGE_QUERY_LIMITS.maxExecutionSeconds} s of query time, else 503 USAGE_QUERY_TIMEOUT (retry after Retry-After, or narrow the query). ` +
   'Narrow a query with a shorter from/to, a larger windowSize, fewer groupBy keys or a subject filter.';
 
 const WINDOW_MS: Record<WindowSize, number> = { MINUTE: 60_000, HOUR: 3_600_000, DAY: 86_400_000 };
@@ -78,7 +78,7 @@ export async function boundedQueryUsage(store: Store, meter: Meter, q: Omit<Usag
     const windows = Math.ceil((q.toMs - q.fromMs) / WINDOW_MS[q.windowSize]);
     if (windows > maxWindows) {
       throw new AppError(
-        'QUERY_INVALID',
+        'USAGE_QUERY_TOO_LARGE',
         `windowSize=${q.windowSize} from ${new Date(q.fromMs).toISOString()} to ${new Date(q.toMs).toISOString()} gives ${windows.toLocaleString('en-US')} windows, more than the limit of ${maxWindows.toLocaleString('en-US')}; ${narrow}`,
         { details: { limit: { windows: maxWindows }, windows } },
       );
@@ -89,10 +89,10 @@ export async function boundedQueryUsage(store: Store, meter: Meter, q: Omit<Usag
   } catch (err) {
     const type = (err as { type?: unknown }).type;
     if (type === 'TOO_MANY_ROWS_OR_BYTES') {
-      throw new AppError('QUERY_INVALID', `the usage query gives more than ${maxResultRows.toLocaleString('en-US')} rows (windows × groups), the limit; ${narrow}`, { cause: err, details: { limit: { rows: maxResultRows } } });
+      throw new AppError('USAGE_QUERY_TOO_LARGE', `the usage query gives more than ${maxResultRows.toLocaleString('en-US')} rows (windows × groups), the limit; ${narrow}`, { cause: err, details: { limit: { rows: maxResultRows } } });
     }
     if (type === 'TIMEOUT_EXCEEDED') {
-      throw new AppError('STORE_UNAVAILABLE', `the usage query ran longer than the limit of ${maxExecutionSeconds} s; retry later or ${narrow}`, {
+      throw new AppError('USAGE_QUERY_TIMEOUT', `the usage query ran longer than the limit of ${maxExecutionSeconds} s; retry later or ${narrow}`, {
         cause: err,
         details: { limit: { seconds: maxExecutionSeconds }, retryAfterSeconds: 5 },
       });
