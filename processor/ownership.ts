@@ -88,12 +88,14 @@ export class Ownership {
 
   async start(): Promise<void> {
     await this.renew();
-    await this.rebalance();
+    // The timer first: taking the first partitions (repeating a crashed write, loading dedup
+    // keys) can outlast a lease's TTL, and the ones already taken must be renewed meanwhile.
     this.timer = setInterval(() => {
       void this.renew();
       void this.rebalance();
     }, this.intervalMs);
     this.timer.unref();
+    await this.rebalance();
   }
 
   /** True while this processor may write for `unit`: held, and renewed recently enough. */
