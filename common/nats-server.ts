@@ -88,13 +88,18 @@ function setpriv(): string | null {
 
 /**
  * Spawns `bin args` so it dies with this process, even when this process is killed with SIGKILL
- * (a signal nothing can catch): on Linux through `setpriv --pdeathsig SIGKILL`, which sets the
+ * (a signal nothing can catch): on Linux through `setpriv --pdeathsig SIGTERM`, which sets the
  * kernel's parent-death signal and then execs the program (same pid, same command line). The
  * signal fires when the spawning *thread* exits: call this from the main thread, as Meterline does.
+ *
+ * SIGTERM, not SIGKILL: nats-server acknowledges a stored message once it is in its file store's
+ * write buffer, which it flushes to the file a moment later; on SIGTERM it shuts down cleanly and
+ * flushes, on SIGKILL the last acknowledged messages (a 202'd batch, a write-ledger entry) could
+ * be lost. A restart waits for the old server to be gone (`terminateProcess`).
  */
 function spawnTied(bin: string, args: string[], dieWithParent: boolean): ChildProcess {
   const sp = dieWithParent ? setpriv() : null;
-  return sp ? spawn(sp, ['--pdeathsig', 'SIGKILL', '--', bin, ...args], { stdio: ['ignore', 'ignore', 'pipe'] }) : spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  return sp ? spawn(sp, ['--pdeathsig', 'SIGTERM', '--', bin, ...args], { stdio: ['ignore', 'ignore', 'pipe'] }) : spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
 export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServerHandle> {

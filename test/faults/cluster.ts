@@ -13,6 +13,8 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export class RoleProcess {
   child: ChildProcess | undefined;
   output = '';
+  /** When set, everything the process prints is also appended here (kept for a failed run). */
+  logFile: string | undefined;
   private starts = 0;
 
   constructor(
@@ -39,7 +41,10 @@ export class RoleProcess {
     });
     this.child = child;
     const seen = this.output.length;
-    const keep = (b: Buffer) => (this.output = (this.output + b.toString()).slice(-40_000));
+    const keep = (b: Buffer) => {
+      this.output = (this.output + b.toString()).slice(-40_000);
+      if (this.logFile) fs.appendFileSync(this.logFile, b);
+    };
     child.stdout!.on('data', keep);
     child.stderr!.on('data', keep);
     const deadline = Date.now() + timeoutMs;

@@ -521,7 +521,9 @@ async function allInOneKills(): Promise<ScenarioResult> {
       EVENT_PARTITIONS: String(PARTITIONS),
       PROCESSOR_LEASE_TTL: '3s',
       PROCESSOR_ACK_WAIT: '6s',
+      LOG_LEVEL: process.env.FAULTS_LOG_LEVEL ?? 'info',
     }, /Meterline is running/);
+    proc.logFile = path.join(dir, 'meterline.log');
     const r = await runSafely(seed, async () => {
       await proc.start();
       const adminKey = fs.readFileSync(path.join(dir, 'state', 'admin-key'), 'utf8').trim();
