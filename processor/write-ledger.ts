@@ -64,10 +64,11 @@ export interface LedgerSlot {
  * The write ledger in a NATS KV bucket. A processor records its insert in flight in a slot of its
  * own (`w.<holder>.<n>`) and clears it once the insert has landed in every table; writes are
  * serial in a processor, so one slot is in use at a time. A write given up without landing (its
- * partition lost, the process stopping) stays in its slot, and the slot stays taken until that
- * entry is gone (the next owner of the partition repeated and removed it): the next batch then
- * takes another slot, so an entry is never overwritten before it has been repeated. Whoever
- * takes a partition next repeats every entry naming it before consuming.
+ * partition lost, the process stopping), or left by a crash of an earlier process with the same
+ * holder name, stays in its slot, and the slot stays taken until that entry is gone (the next
+ * owner of the partition repeated and removed it): the next batch then takes another slot, so an
+ * entry is never overwritten before it has been repeated. Whoever takes a partition next repeats
+ * every entry naming it before consuming.
  */
 export class WriteLedger {
   /** Slots holding an entry that has not landed: revision written. */
@@ -80,7 +81,17 @@ export class WriteLedger {
 
   static async open(js: JetStreamClient, holder: string, replicas = 1): Promise<WriteLedger> {
     const kv = await new Kvm(js).create(BUCKET, { history: 1, replicas });
-    return new WriteLedger(kv, keyPart(holder));
+    const ledger = new WriteLedger(kv, keyPart(holder));
+    // A holder restarted under the same name (`meterline start` keeps its name) finds its slots as
+    // it left them: an entry there has not been repeated yet, so its slot stays taken. Otherwise
+    // the first batch after the restart could overwrite it before the partition it names is taken.
+    const own: string[] = [];
+    for await (const k of await kv.keys(`w.${ledger.holder}.>`)) own.push(k);
+    for (const key of own) {
+      const e = await kv.get(key);
+      if (e && e.operation === 'PUT' && e.length > 0) ledger.taken.set(key, e.revision);
+    }
+    return ledger;
   }
 
   /** Records the insert about to run in a free slot. */

@@ -3,7 +3,7 @@ import { Kvm } from '@nats-io/kv';
 import type { NatsServerHandle } from '../common/nats-server.ts';
 import { partitionOf } from '../common/partition.ts';
 import { insertRawRows, type RawRow } from '../processor/raw-rows.ts';
-import { ledgerEntry } from '../processor/write-ledger.ts';
+import { ledgerEntry, WriteLedger } from '../processor/write-ledger.ts';
 import { ce, eventually, startTestNats, startTestRuntime, testConfig, type TestRuntime } from './harness.ts';
 
 /**
@@ -89,6 +89,22 @@ describe('write ledger', () => {
       expect(body.source.startsWith(source)).toBe(true);
       expect(body.data[0]?.value).toBe('465');
     }
+  });
+
+  it('a processor restarted under the same name never overwrites an entry its predecessor left before it is repeated', async () => {
+    const meters = api.meters.list();
+    const before = await WriteLedger.open(api.nats.js, 'same-name');
+    const left = await before.record(ledgerEntry('EVENTS:1-1:1', [3], 1, meters, [{ seq: 1, index: 0 }]));
+    // The process dies here; the next one, same name, writes a batch of partition 0 first.
+    const after = await WriteLedger.open(api.nats.js, 'same-name');
+    const slot = await after.record(ledgerEntry('EVENTS:2-2:1', [0], 2, meters, [{ seq: 2, index: 0 }]));
+    expect(slot.key).not.toBe(left.key);
+    const pending = await after.pendingFor(3);
+    expect(pending.map((p) => p.entry.token)).toEqual(['EVENTS:1-1:1']);
+    await after.done(pending[0]!);
+    await after.clear(slot);
+    // Repeated and removed: its slot is free again.
+    expect((await after.record(ledgerEntry('EVENTS:3-3:1', [0], 3, meters, [{ seq: 3, index: 0 }]))).key).toBe(left.key);
   });
 
   it('a processor taking a partition first repeats the insert a crashed owner recorded, then drops the redelivered events as duplicates', async () => {
