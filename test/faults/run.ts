@@ -552,7 +552,9 @@ async function allInOneKills(): Promise<ScenarioResult> {
       await fault;
       const result = await checkAllInOne(proc, url, adminKey, path.join(dir, 'state'), run, produced);
       result.seed = seed;
-      result.note = `${kills} SIGKILLs of \`meterline start\` at random instants, each restarted on the same state dir (restart ${Math.min(...downs)}–${Math.max(...downs)} ms); producers retried ${produced.retries} requests; ${result.note}`;
+      const log = fs.readFileSync(proc.logFile!, 'utf8');
+      const repeated = log.split('repeated an insert cut off by a crash').length - 1;
+      result.note = `${kills} SIGKILLs of \`meterline start\` at random instants, each restarted on the same state dir (restart ${Math.min(...downs)}–${Math.max(...downs)} ms); ${repeated} inserts cut off by a kill were repeated from the write ledger; producers retried ${produced.retries} requests; ${result.note}`;
       return result;
     });
     await proc.kill('SIGTERM');
