@@ -177,7 +177,7 @@ describe('auth: every route needs a key with the right scope', () => {
     expect((await call('GET', '/healthz')).json()).toEqual({ status: 'ok' });
     const ready = await call('GET', '/readyz');
     expect(ready.statusCode).toBe(200);
-    expect(ready.json()).toEqual({ status: 'ready', checks: { nats: true, clickhouse: true, processor: true } });
+    expect(ready.json()).toEqual({ status: 'ready', checks: { nats: true, clickhouse: true, processor: true, processorWrites: true } });
     expect((await call('GET', '/openapi.json')).statusCode).toBe(200);
     expect((await call('GET', '/docs/')).statusCode).toBe(200);
     // Credentials on a public route do no harm, even wrong ones.
