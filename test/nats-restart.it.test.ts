@@ -30,9 +30,12 @@ describe('NATS restart under load', () => {
     const acked = new Set<number>();
     const statuses = new Map<number, number>();
     let restarted = false;
+    let stopped = false;
 
     const producer = async (worker: number) => {
       for (let b = worker; b < batches; b += 2) {
+        // The second half is sent once NATS is down, so it meets the outage whatever the machine's speed.
+        if (b === batches / 2 || b === batches / 2 + 1) await eventually(async () => stopped, (s) => s, 60_000);
         const events = Array.from({ length: perBatch }, (_, i) => ce({ id: `r-${b}-${i}`, type: 'req', subject: 'acme', time: '2026-11-02T00:00:00Z', data: { units: 2 } }));
         for (let attempt = 0; ; attempt++) {
           const r = await c.ingest(events, { 'idempotency-key': `batch-${b}` });
@@ -52,6 +55,7 @@ describe('NATS restart under load', () => {
       await eventually(async () => acked.size, (n) => n >= 20, 30_000);
       const { port, storeDir } = nats;
       await nats.stop();
+      stopped = true;
       await new Promise((res) => setTimeout(res, 1_500));
       nats = await startTestNats(storeDir, port);
       restarted = true;
