@@ -108,9 +108,22 @@ export class WriteLedger {
     }
   }
 
-  /** The insert has landed in every table. */
+  /**
+   * The insert has landed in every table. Retried a few times: an entry left behind after its
+   * insert landed would be repeated by the partition's next owner, which is harmless only while
+   * ClickHouse still remembers the blocks (its deduplication window). If NATS stays away, the
+   * slot's next entry overwrites it.
+   */
   async clear(slot: LedgerSlot): Promise<void> {
-    await this.kv.delete(slot.key, { previousSeq: slot.revision }).catch(() => undefined);
+    for (let attempt = 0; attempt < 6; attempt++) {
+      try {
+        await this.kv.delete(slot.key, { previousSeq: slot.revision });
+        return;
+      } catch (err) {
+        if (/wrong last sequence/i.test(String(err))) return; // already repeated and removed by someone else
+        await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
+      }
+    }
   }
 
   /** The insert was given up unlanded: the entry stays for the partition's next owner, and its slot stays taken. */
