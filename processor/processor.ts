@@ -966,6 +966,7 @@ export class Processor {
         return this.deadLetter(`store rejected the event: ${errorMessage(r.err)}`, c.seq, c.index, c.receivedAtMs, losslessStringify(c.raw) ?? 'null');
       }));
       const refusedAt = new Set(refused.map((r) => r.at));
+      await this.completeRepeat(pending.entry, rebuilt, refusedAt);
       rebuilt.candidates.forEach((c, i) => {
         if (!refusedAt.has(i) && partitionOf(c.event.source, c.event.id, this.partitions) === partition) keys.push(c.key);
       });
@@ -974,6 +975,35 @@ export class Processor {
       this.log.info({ partition, batch: pending.entry.token, rows: rebuilt.rows.length }, 'repeated an insert cut off by a crash or a lost lease');
     }
     return keys;
+  }
+
+  /**
+   * Checks a repeated insert where it can be checked event by event, and completes it there:
+   * `event_keys` (a key missing there would let the redelivered event be counted again) and
+   * `meter_values` (whose views feed the rollups). ClickHouse records a block as inserted just
+   * before it commits the block's part, so a process killed in that instant leaves a table whose
+   * repeat is skipped although it lacks the rows; what is missing is inserted directly.
+   */
+  private async completeRepeat(entry: LedgerEntry, rebuilt: { rows: RawRow[]; candidates: Candidate[] }, refusedAt: ReadonlySet<number>): Promise<void> {
+    const { ch, db } = this.deps.store;
+    const at = entry.ingestedAtMs;
+    const cands = rebuilt.candidates.filter((_c, i) => !refusedAt.has(i));
+    const rows = rebuilt.rows.filter((_r, i) => !refusedAt.has(i));
+    if (rows.length === 0) return;
+    const keys = await this.storedKeys(cands, at);
+    const missingKeys = rows.filter((_r, i) => !keys.has(cands[i]!.key)).map((r) => ({ source: r.source, id: r.id, ingested_at: at }));
+    const values = await this.storedKeys(cands, at, 'meter_values');
+    const missingValues = rows.flatMap((r, i) =>
+      r.meter_values
+        .filter((v) => !values.has(`${v.meter_id}\0${cands[i]!.key}`))
+        .map((v) => ({ meter_id: v.meter_id, subject: r.subject, time: r.time, ingested_at: at, source: r.source, id: r.id, value: v.value, value_key: v.value_key, group_by: v.group_by })),
+    );
+    const settings = { deduplicate_blocks_in_dependent_materialized_views: 1 } as const;
+    if (missingKeys.length > 0) await ch.insert({ table: `${db}.event_keys`, values: missingKeys, format: 'JSONEachRow', clickhouse_settings: { ...settings, insert_deduplication_token: `${entry.token}:event_keys` } });
+    if (missingValues.length > 0) await ch.insert({ table: `${db}.meter_values`, values: missingValues, format: 'JSONEachRow', clickhouse_settings: { ...settings, insert_deduplication_token: `${entry.token}:meter_values` } });
+    if (missingKeys.length + missingValues.length > 0) {
+      this.log.warn({ batch: entry.token, missingKeys: missingKeys.length, missingValues: missingValues.length }, 'a repeated insert was skipped by a table that lacked its rows; inserted them directly (run `meterline reconcile` for its days)');
+    }
   }
 
   /** The rows of a recorded insert, rebuilt from the stream's messages exactly as they were written. */
@@ -1011,8 +1041,9 @@ export class Processor {
    * Which of these keys `event_keys` holds. Query parameters travel in the URL (ClickHouse's
    * `http_max_uri_size` is 1 MiB), so the ids go in parts of about 256 KB.
    */
-  private async storedKeys(cands: Candidate[], sinceMs: number): Promise<Set<string>> {
+  private async storedKeys(cands: Candidate[], sinceMs: number, table: 'event_keys' | 'meter_values' = 'event_keys'): Promise<Set<string>> {
     const { ch, db } = this.deps.store;
+    const meter = table === 'meter_values';
     const found = new Set<string>();
     for (let i = 0; i < cands.length; ) {
       const part: Candidate[] = [];
@@ -1023,12 +1054,12 @@ export class Processor {
         bytes += 3 * (c.event.id.length + c.event.source.length) + 8;
       }
       const rs = await ch.query({
-        query: `SELECT source, id FROM ${db}.event_keys
+        query: `SELECT source, id${meter ? ', meter_id' : ''} FROM ${db}.${table}
                 WHERE ingested_at >= fromUnixTimestamp64Milli({since:Int64}) AND source IN {sources:Array(String)} AND id IN {ids:Array(String)}`,
         query_params: { since: sinceMs, sources: [...new Set(part.map((c) => c.event.source))], ids: part.map((c) => c.event.id) },
         format: 'JSONCompactEachRow',
       });
-      for (const [source, id] of await rs.json<[string, string]>()) found.add(eventKey({ source, id }));
+      for (const [source, id, meterId] of await rs.json<[string, string, string?]>()) found.add(meter ? `${meterId}\0${eventKey({ source, id })}` : eventKey({ source, id }));
     }
     return found;
   }

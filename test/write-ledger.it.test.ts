@@ -66,6 +66,26 @@ describe('write ledger', () => {
     }
   });
 
+  it('an insert cut off before event_keys is completed by the same insert', async () => {
+    const { ch, db } = api.store!;
+    const meter = api.meters.list()[0]!;
+    const rows: RawRow[] = Array.from({ length: 20 }, (_, i) => ({
+      source: 'partial3', id: `k-${i}`, type: 'ledger.test', subject: 'partial3-co', time: Date.UTC(2026, 10, 5, 10, i), ingested_at: Date.now(), received_at: Date.now(),
+      data: `{"tokens":${i + 1}}`, stream_seq: 3, meter_values: [{ meter_id: meter.id, value: String(i + 1), value_key: '', group_by: {} }],
+    }));
+    await ch.command({ query: `DETACH TABLE ${db}.event_keys_mv` });
+    try {
+      await insertRawRows(api.store!, rows, 'ledger-test:partial3');
+    } finally {
+      await ch.command({ query: `ATTACH TABLE ${db}.event_keys_mv` });
+    }
+    expect(await q(`SELECT toString(count()) AS n FROM DB.event_keys WHERE source = 'partial3'`)).toEqual([{ n: '0' }]);
+    await insertRawRows(api.store!, rows, 'ledger-test:partial3');
+    expect(await q(`SELECT toString(count()) AS n FROM DB.event_keys WHERE source = 'partial3'`)).toEqual([{ n: '20' }]);
+    expect(await q(`SELECT toString(count()) AS n FROM DB.events_raw WHERE source = 'partial3'`)).toEqual([{ n: '20' }]);
+    expect(await q(`SELECT toString(count()) AS n FROM DB.meter_values WHERE source = 'partial3'`)).toEqual([{ n: '20' }]);
+  });
+
   it('an insert cut off after meter_values (a rollup missing) is completed by the same insert: the view below a deduplicated table still gets the block', async () => {
     const { ch, db } = api.store!;
     const meter = api.meters.list()[0]!;
@@ -141,6 +161,34 @@ describe('write ledger', () => {
       expect(await kv.get('w.crashed-processor').then((e) => e?.operation)).not.toBe('PUT');
       const metrics = await proc.metrics.registry.getSingleMetricAsString('meterline_processor_ledger_replays_total');
       expect(metrics).toMatch(/meterline_processor_ledger_replays_total 1/);
+    } finally {
+      await proc.stop();
+    }
+  }, 120_000);
+
+  it('a repeat that a table skips although it lacks the rows (its block recorded, its part lost) is completed event by event', async () => {
+    const { ch, db } = api.store!;
+    const partition = 2;
+    const time = new Date(Date.now() - 60_000).toISOString();
+    const events = Array.from({ length: 300 }, (_, i) => ce({ id: `hole-${i}`, source: 'hole', type: 'ledger.test', subject: 'hole-co', time, data: { tokens: 3 } })).filter((e) => partitionOf(e.source, e.id, 4) === partition);
+    let proc = await startTestRuntime(cfg, ['processor']);
+    const ack = await api.nats.js.publish(api.nats.partitionSubject(partition), JSON.stringify(events));
+    const [{ at }] = (await eventually(
+      async () => q(`SELECT toString(count()) AS n, toString(toUnixTimestamp64Milli(any(ingested_at))) AS at FROM DB.events_raw WHERE source = 'hole'`),
+      (r) => r[0]!.n === String(events.length),
+      60_000,
+    )) as [{ at: string }];
+    await proc.stop();
+    // The instant the ledger cannot see: event_keys has recorded the block but holds no rows of it.
+    await ch.command({ query: `ALTER TABLE ${db}.event_keys DELETE WHERE source = 'hole' SETTINGS mutations_sync = 2` });
+    const entry = ledgerEntry(`${api.nats.topology.stream}:${ack.seq}-${ack.seq}:${events.length}`, [partition], Number(at), api.meters.list(), events.map((_e, index) => ({ seq: ack.seq, index })));
+    const kv = await new Kvm(api.nats.js).create('meterline_write_ledger', { history: 1 });
+    await kv.put('w.hole-crashed', JSON.stringify(entry));
+    proc = await startTestRuntime(cfg, ['processor']);
+    try {
+      await eventually(async () => (await q(`SELECT toString(count()) AS n FROM DB.event_keys WHERE source = 'hole'`))[0]!.n, (n) => n === String(events.length), 60_000);
+      expect(await q(`SELECT toString(count()) AS n FROM DB.events_raw WHERE source = 'hole'`)).toEqual([{ n: String(events.length) }]);
+      expect(await q(`SELECT toString(count()) AS n FROM DB.meter_values WHERE source = 'hole'`)).toEqual([{ n: String(events.length) }]);
     } finally {
       await proc.stop();
     }
