@@ -1,5 +1,5 @@
 import { Kvm, type KV } from '@nats-io/kv';
-import type { JetStreamClient } from '@nats-io/jetstream';
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { Meter } from './meters.ts';
 
 /**
@@ -76,18 +76,17 @@ export class WriteLedger {
 
   private constructor(
     private readonly kv: KV,
+    private readonly jsm: JetStreamManager,
     private readonly holder: string,
   ) {}
 
   static async open(js: JetStreamClient, holder: string, replicas = 1): Promise<WriteLedger> {
     const kv = await new Kvm(js).create(BUCKET, { history: 1, replicas });
-    const ledger = new WriteLedger(kv, keyPart(holder));
+    const ledger = new WriteLedger(kv, await js.jetstreamManager(), keyPart(holder));
     // A holder restarted under the same name (`meterline start` keeps its name) finds its slots as
     // it left them: an entry there has not been repeated yet, so its slot stays taken. Otherwise
     // the first batch after the restart could overwrite it before the partition it names is taken.
-    const own: string[] = [];
-    for await (const k of await kv.keys(`w.${ledger.holder}.>`)) own.push(k);
-    for (const key of own) {
+    for (const key of await ledger.keys(`w.${ledger.holder}.>`)) {
       const e = await kv.get(key);
       if (e && e.operation === 'PUT' && e.length > 0) ledger.taken.set(key, e.revision);
     }
@@ -131,12 +130,21 @@ export class WriteLedger {
     this.taken.set(slot.key, slot.revision);
   }
 
+  /**
+   * The keys under `filter` that hold a message (a value or a delete marker), in one request for
+   * the bucket stream's subjects: the KV `keys()` iterator was seen to wait ~30 s for its idle
+   * heartbeat when the bucket was written meanwhile (other partitions' batches).
+   */
+  private async keys(filter: string): Promise<string[]> {
+    const prefix = `$KV.${BUCKET}.`;
+    const si = await this.jsm.streams.info(`KV_${BUCKET}`, { subjects_filter: `${prefix}${filter}` });
+    return Object.keys(si.state.subjects ?? {}).map((s) => s.slice(prefix.length));
+  }
+
   /** Every recorded insert that holds messages of `unit` (any holder's, this one's too). */
   async pendingFor(unit: number): Promise<PendingWrite[]> {
     const out: PendingWrite[] = [];
-    const keys: string[] = [];
-    for await (const k of await this.kv.keys('w.>')) keys.push(k);
-    for (const key of keys) {
+    for (const key of await this.keys('w.>')) {
       const e = await this.kv.get(key);
       if (!e || e.operation !== 'PUT' || e.length === 0) continue;
       const entry = e.json<LedgerEntry>();
