@@ -171,3 +171,14 @@ async function ensureConsumers(jsm: JetStreamManager, topology: NatsTopology, pa
     }
   }
 }
+
+/**
+ * The keys of KV bucket `bucket` under `filter` that hold a message (a value or a delete marker),
+ * in one stream-info request. The KV `keys()` iterator was seen to wait ~30 s for its idle
+ * heartbeat when the bucket was written while it listed (partition leases, write-ledger slots).
+ */
+export async function kvKeys(jsm: JetStreamManager, bucket: string, filter: string): Promise<string[]> {
+  const prefix = `$KV.${bucket}.`;
+  const si = await jsm.streams.info(`KV_${bucket}`, { subjects_filter: `${prefix}${filter}` });
+  return Object.keys(si.state.subjects ?? {}).map((s) => s.slice(prefix.length));
+}

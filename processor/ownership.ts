@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { Kvm, type KV } from '@nats-io/kv';
-import type { JetStreamClient } from '@nats-io/jetstream';
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import { kvKeys } from '../common/nats.ts';
 import { errorMessage } from '../common/errors.ts';
 import type { Logger } from '../common/logger.ts';
 
@@ -61,6 +62,8 @@ export class Ownership {
 
   private constructor(
     private readonly kv: KV,
+    private readonly jsm: JetStreamManager,
+    private readonly bucket: string,
     private readonly opts: OwnershipOptions,
     private readonly handlers: OwnershipHandlers,
     private readonly log: Logger,
@@ -79,7 +82,7 @@ export class Ownership {
       kv = await kvm.open(bucket);
       logger.warn({ err: errorMessage(err), bucket }, 'partition lease bucket exists with other settings; using it as it is');
     }
-    return new Ownership(kv, opts, handlers, logger.child({ component: 'ownership', holder: opts.holder }));
+    return new Ownership(kv, await js.jetstreamManager(), bucket, opts, handlers, logger.child({ component: 'ownership', holder: opts.holder }));
   }
 
   get intervalMs(): number {
@@ -165,7 +168,10 @@ export class Ownership {
 
   private async members(): Promise<string[]> {
     const out: string[] = [];
-    for await (const k of await this.kv.keys('member.*')) out.push(k.slice('member.'.length));
+    for (const k of await kvKeys(this.jsm, this.bucket, 'member.*')) {
+      const e = await this.kv.get(k);
+      if (e && e.operation === 'PUT') out.push(k.slice('member.'.length));
+    }
     if (!out.includes(this.holder)) out.push(this.holder);
     return out.sort();
   }

@@ -1,5 +1,6 @@
 import { Kvm, type KV } from '@nats-io/kv';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import { kvKeys } from '../common/nats.ts';
 import type { Meter } from './meters.ts';
 
 /**
@@ -130,15 +131,9 @@ export class WriteLedger {
     this.taken.set(slot.key, slot.revision);
   }
 
-  /**
-   * The keys under `filter` that hold a message (a value or a delete marker), in one request for
-   * the bucket stream's subjects: the KV `keys()` iterator was seen to wait ~30 s for its idle
-   * heartbeat when the bucket was written meanwhile (other partitions' batches).
-   */
-  private async keys(filter: string): Promise<string[]> {
-    const prefix = `$KV.${BUCKET}.`;
-    const si = await this.jsm.streams.info(`KV_${BUCKET}`, { subjects_filter: `${prefix}${filter}` });
-    return Object.keys(si.state.subjects ?? {}).map((s) => s.slice(prefix.length));
+  /** The keys under `filter` holding a value or a delete marker (see `kvKeys`). */
+  private keys(filter: string): Promise<string[]> {
+    return kvKeys(this.jsm, BUCKET, filter);
   }
 
   /** Every recorded insert that holds messages of `unit` (any holder's, this one's too). */
