@@ -197,8 +197,9 @@ interface Refused {
  * on ClickHouse's threads); the keys of the batch being written count as stored for it, and
  * writes happen one at a time, in order.
  *
- * A crash before 6 starts redelivers the batch and nothing was written (a ledger entry without
- * rows is replayed as a plain insert). ClickHouse commits the insert table by table, so a crash
+ * A crash before 6 starts redelivers the batch and nothing was written (if its ledger entry was
+ * recorded, the next owner inserts the batch from it first, and the redeliveries are duplicates).
+ * ClickHouse commits the insert table by table, so a crash
  * during 6 can leave `events_raw` with the batch and `meter_values` or a rollup without it. Whoever
  * owns the partition next (this process after a restart, or another) first repeats every ledger
  * entry naming the partition: same rows, same token, and every table skips the blocks it has and
@@ -808,7 +809,7 @@ export class Processor {
       const slot = await this.ledger!.record(entry);
       let refused: Refused[];
       try {
-        refused = await this.land(rows, token, units, msgs);
+        refused = await this.land(rows, token, units, msgs, () => batch.every((q) => q.feed.active));
       } catch (err) {
         // Given up unlanded (the partition lost, or stopping): the entry stays for the next owner,
         // and until redeliveries are through fresh keys are checked against the store as well.
@@ -909,11 +910,12 @@ export class Processor {
    * Lands an insert: the same rows and token again, with backoff, until the store takes them.
    * An insert that failed without a refusal (the store away, read-only, a timeout, ClickHouse dying
    * in the middle) may have landed in some tables and not others; repeating it exactly is the one
-   * repair (every table skips the blocks it has). Throws only when the processor stops or no longer
-   * holds one of `units`; the write ledger then keeps the insert for the next owner. While it
+   * repair (every table skips the blocks it has). Throws only when the processor stops, gives a
+   * partition up (`active` false) or no longer holds one of `units`; the write ledger then keeps the
+   * insert for the next owner. While it
    * keeps failing, the partitions are reported stuck.
    */
-  private async land(rows: RawRow[], token: string, units: Unit[], msgs: JsMsg[] = []): Promise<Refused[]> {
+  private async land(rows: RawRow[], token: string, units: Unit[], msgs: JsMsg[] = [], active: () => boolean = () => true): Promise<Refused[]> {
     for (let attempt = 0; ; attempt++) {
       try {
         if (attempt > 0 || msgs.length === 0) await this.waitForMaintenance(msgs); // a replay, or a retry after a wait
@@ -925,7 +927,11 @@ export class Processor {
         const since = Date.now();
         for (const u of units) if (!this.failingSince.has(u)) this.failingSince.set(u, { sinceMs: since, reason: errorMessage(err) });
         this.reportStuck();
-        if (this.stopping || units.some((u) => !this.ownership?.holds(u))) throw err;
+        if (this.stopping || !active() || units.some((u) => !this.ownership?.holds(u))) {
+          for (const u of units) this.failingSince.delete(u);
+          this.reportStuck();
+          throw err;
+        }
         if (attempt % 10 === 0) this.log.error({ err: errorMessage(err), rows: rows.length, attempt }, 'insert failed; retrying the same insert until the store is back');
         for (const m of msgs) m.working();
         await new Promise((r) => setTimeout(r, Math.min(5_000, 250 * 2 ** Math.min(attempt, 5))));
@@ -1013,7 +1019,12 @@ export class Processor {
     for (const [seq] of entry.messages) {
       const sm = await nats.jsm.streams.getMessage(nats.topology.stream, { seq }).catch(() => null);
       if (!sm) return { gone: `message ${seq} is no longer in the stream` };
-      const parsed = parseExact(UTF8_STRICT.decode(sm.data));
+      let parsed: ExactJson;
+      try {
+        parsed = parseExact(UTF8_STRICT.decode(sm.data));
+      } catch (err) {
+        return { gone: `message ${seq} no longer parses: ${errorMessage(err)}` };
+      }
       const receivedAtMs = receivedAt(sm.header?.get(RECEIVED_AT_HEADER) || undefined, storedTimestampNanos(sm.timestamp));
       messages.set(seq, { receivedAtMs, items: parsed.items, lossless: parsed.lossless });
     }
