@@ -190,6 +190,8 @@ describe('dashboard and portal in Chromium', () => {
     await page.locator('table.recon-usage tbody tr').first().waitFor();
     const rows = await page.locator('table.recon-usage tbody tr').evaluateAll((rs) => rs.map((r) => [r.getAttribute('data-customer'), r.getAttribute('data-meter'), r.getAttribute('data-status')]));
     for (const cu of CUSTOMERS) for (const m of ['api-calls', 'tokens']) expect(rows, `${cu.key} ${m}`).toContainEqual([cu.key, m, 'ok']);
+    // The rollups table comes from its own request (reconcile, event by event): wait for it too.
+    await page.locator('table.recon-rollups tbody tr').first().waitFor();
     expect(await page.locator('table.recon-rollups tbody tr[data-ok="true"]').count()).toBe(3);
     await page.getByText(`No mismatches found for ${seeded.lastMonth}.`).waitFor();
     await page.getByText('Stripe sync is not configured').waitFor();
