@@ -111,6 +111,47 @@ describe('write ledger', () => {
     }
   });
 
+  it('a backfill page cut off between meter_values and a rollup is repeated before the backfill goes on', async () => {
+    const { ch, db } = api.store!;
+    const day = Date.UTC(2026, 10, 6);
+    const rows: RawRow[] = Array.from({ length: 40 }, (_, i) => ({
+      source: 'bf', id: `bf-${i}`, type: 'bf.test', subject: 'bf-co', time: day + 10 * 3_600_000 + i * 60_000, ingested_at: Date.now(), received_at: Date.now(),
+      data: `{"n":${i + 1}}`, stream_seq: 4, meter_values: [],
+    }));
+    await insertRawRows(api.store!, rows, 'ledger-test:bf-raw');
+    const r = await api.app!.inject({ method: 'POST', url: '/api/v1/meters', headers: { authorization: `Bearer ${api.adminKey}` }, payload: { slug: 'bf-n', eventType: 'bf.test', aggregation: 'SUM', valueProperty: '$.n' } });
+    expect(r.statusCode).toBe(201);
+    const meter = r.json() as { id: string };
+    expect(meter.id).toBeTruthy();
+    // The page a backfill was writing when the process died: in meter_values, not in the hour rollup.
+    const page = rows.map((x, i) => ({ meter_id: meter.id, subject: x.subject, time: x.time, ingested_at: x.ingested_at, source: x.source, id: x.id, value: String(i + 1), value_key: '', group_by: {} }));
+    const token = `backfill:${meter.id}:-1::0`;
+    const kv = await new Kvm(api.nats.js).create('meterline_write_ledger', { history: 1 });
+    await kv.put(`b.${meter.id}`, JSON.stringify({ v: 1, meterId: meter.id, token, rows: page }));
+    const views = await ch.query({ query: `SELECT name FROM system.tables WHERE database = {db:String} AND engine = 'MaterializedView' AND name LIKE 'meter_usage_1h%'`, query_params: { db }, format: 'JSONEachRow' });
+    const [{ name: hourView }] = (await views.json<{ name: string }>()) as [{ name: string }];
+    await ch.command({ query: `DETACH TABLE ${db}.${hourView}` });
+    try {
+      await ch.insert({ table: `${db}.meter_values`, values: page, format: 'JSONEachRow', clickhouse_settings: { insert_deduplication_token: token, deduplicate_blocks_in_dependent_materialized_views: 1 } });
+    } finally {
+      await ch.command({ query: `ATTACH TABLE ${db}.${hourView}` });
+    }
+    const proc = await startTestRuntime(cfg, ['processor']);
+    try {
+      await eventually(async () => (await q(`SELECT toString(count()) AS n FROM DB.meter_backfills WHERE meter_id = '${meter.id}'`))[0]!.n, (n) => n !== '0', 60_000);
+      expect(await q(`SELECT toString(count()) AS n, toString(uniqExact(id)) AS u FROM DB.meter_values WHERE meter_id = '${meter.id}'`)).toEqual([{ n: '40', u: '40' }]);
+      for (const [from, source] of [['2026-11-06T00:00:00Z', 'meter_usage_1d'], ['2026-11-06T01:00:00Z', 'meter_usage_1h'], ['2026-11-06T00:01:00Z', 'meter_usage_1m']] as const) {
+        const u = await api.app!.inject({ method: 'GET', url: `/api/v1/meters/bf-n/query?subject=bf-co&from=${from}&to=2026-11-07T00:00:00Z`, headers: { authorization: `Bearer ${api.adminKey}` } });
+        const body = u.json() as { source: string; data: { value: string }[] };
+        expect(body.source.startsWith(source)).toBe(true);
+        expect(body.data[0]?.value).toBe('820');
+      }
+      expect(await kv.get(`b.${meter.id}`).then((e) => e?.operation)).not.toBe('PUT');
+    } finally {
+      await proc.stop();
+    }
+  }, 120_000);
+
   it('a processor restarted under the same name never overwrites an entry its predecessor left before it is repeated', async () => {
     const meters = api.meters.list();
     const before = await WriteLedger.open(api.nats.js, 'same-name');
