@@ -35,8 +35,24 @@ describe('write ledger', () => {
     return rs.json<Record<string, string>>();
   };
 
-  it('an insert cut off after events_raw and event_keys (meter_values and rollups missing) is completed by repeating it with the same token, and nothing is doubled', async () => {
+  /** Runs `write` with the materialized view `view` detached: the state a kill between two tables of a fan-out leaves. */
+  const withViewDetached = async (view: string, write: () => Promise<unknown>) => {
     const { ch, db } = api.store!;
+    await ch.command({ query: `DETACH TABLE ${db}.${view}` });
+    try {
+      await write();
+    } finally {
+      await ch.command({ query: `ATTACH TABLE ${db}.${view}` });
+    }
+  };
+  /** The hour rollup's view (its name carries the table's version). */
+  const hourView = async () => {
+    const { ch, db } = api.store!;
+    const rs = await ch.query({ query: `SELECT name FROM system.tables WHERE database = {db:String} AND engine = 'MaterializedView' AND name LIKE 'meter_usage_1h%'`, query_params: { db }, format: 'JSONEachRow' });
+    return ((await rs.json<{ name: string }>()) as [{ name: string }])[0].name;
+  };
+
+  it('an insert cut off after events_raw and event_keys (meter_values and rollups missing) is completed by repeating it with the same token, and nothing is doubled', async () => {
     const meter = api.meters.list()[0]!;
     const rows: RawRow[] = Array.from({ length: 50 }, (_, i) => ({
       source: 'partial', id: `p-${i}`, type: 'ledger.test', subject: 'partial-co', time: Date.UTC(2026, 10, 3, 10, i), ingested_at: Date.UTC(2026, 11, 1), received_at: Date.UTC(2026, 11, 1),
@@ -44,12 +60,7 @@ describe('write ledger', () => {
     }));
     // The state a SIGKILL between two views leaves: events_raw and event_keys have the block,
     // meter_values (and the rollups it feeds) do not.
-    await ch.command({ query: `DETACH TABLE ${db}.meter_values_mv` });
-    try {
-      await insertRawRows(api.store!, rows, 'ledger-test:partial');
-    } finally {
-      await ch.command({ query: `ATTACH TABLE ${db}.meter_values_mv` });
-    }
+    await withViewDetached('meter_values_mv', () => insertRawRows(api.store!, rows, 'ledger-test:partial'));
     expect((await q(`SELECT count() AS n FROM DB.meter_values WHERE source = 'partial'`))[0]!.n).toBe('0');
     // The repair the ledger makes: the identical insert again.
     await insertRawRows(api.store!, rows, 'ledger-test:partial');
@@ -67,18 +78,12 @@ describe('write ledger', () => {
   });
 
   it('an insert cut off before event_keys is completed by the same insert', async () => {
-    const { ch, db } = api.store!;
     const meter = api.meters.list()[0]!;
     const rows: RawRow[] = Array.from({ length: 20 }, (_, i) => ({
       source: 'partial3', id: `k-${i}`, type: 'ledger.test', subject: 'partial3-co', time: Date.UTC(2026, 10, 5, 10, i), ingested_at: Date.now(), received_at: Date.now(),
       data: `{"tokens":${i + 1}}`, stream_seq: 3, meter_values: [{ meter_id: meter.id, value: String(i + 1), value_key: '', group_by: {} }],
     }));
-    await ch.command({ query: `DETACH TABLE ${db}.event_keys_mv` });
-    try {
-      await insertRawRows(api.store!, rows, 'ledger-test:partial3');
-    } finally {
-      await ch.command({ query: `ATTACH TABLE ${db}.event_keys_mv` });
-    }
+    await withViewDetached('event_keys_mv', () => insertRawRows(api.store!, rows, 'ledger-test:partial3'));
     expect(await q(`SELECT toString(count()) AS n FROM DB.event_keys WHERE source = 'partial3'`)).toEqual([{ n: '0' }]);
     await insertRawRows(api.store!, rows, 'ledger-test:partial3');
     expect(await q(`SELECT toString(count()) AS n FROM DB.event_keys WHERE source = 'partial3'`)).toEqual([{ n: '20' }]);
@@ -87,20 +92,12 @@ describe('write ledger', () => {
   });
 
   it('an insert cut off after meter_values (a rollup missing) is completed by the same insert: the view below a deduplicated table still gets the block', async () => {
-    const { ch, db } = api.store!;
     const meter = api.meters.list()[0]!;
     const rows: RawRow[] = Array.from({ length: 30 }, (_, i) => ({
       source: 'partial2', id: `q-${i}`, type: 'ledger.test', subject: 'partial2-co', time: Date.UTC(2026, 10, 4, 10, i), ingested_at: Date.UTC(2026, 11, 1), received_at: Date.UTC(2026, 11, 1),
       data: `{"tokens":${i + 1}}`, stream_seq: 2, meter_values: [{ meter_id: meter.id, value: String(i + 1), value_key: '', group_by: {} }],
     }));
-    const views = await ch.query({ query: `SELECT name FROM system.tables WHERE database = {db:String} AND engine = 'MaterializedView' AND name LIKE 'meter_usage_1h%'`, query_params: { db }, format: 'JSONEachRow' });
-    const [{ name: hourView }] = (await views.json<{ name: string }>()) as [{ name: string }];
-    await ch.command({ query: `DETACH TABLE ${db}.${hourView}` });
-    try {
-      await insertRawRows(api.store!, rows, 'ledger-test:partial2');
-    } finally {
-      await ch.command({ query: `ATTACH TABLE ${db}.${hourView}` });
-    }
+    await withViewDetached(await hourView(), () => insertRawRows(api.store!, rows, 'ledger-test:partial2'));
     await insertRawRows(api.store!, rows, 'ledger-test:partial2');
     expect(await q(`SELECT toString(count()) AS n FROM DB.meter_values WHERE source = 'partial2'`)).toEqual([{ n: '30' }]);
     for (const [from, source] of [['2026-11-04T00:00:00Z', 'meter_usage_1d'], ['2026-11-04T01:00:00Z', 'meter_usage_1h'], ['2026-11-04T00:01:00Z', 'meter_usage_1m'], ['2026-11-04T00:00:01Z', 'meter_values']] as const) {
@@ -128,14 +125,9 @@ describe('write ledger', () => {
     const token = `backfill:${meter.id}:-1::0`;
     const kv = await new Kvm(api.nats.js).create('meterline_write_ledger', { history: 1 });
     await kv.put(`b.${meter.id}`, JSON.stringify({ v: 1, meterId: meter.id, token, rows: page }));
-    const views = await ch.query({ query: `SELECT name FROM system.tables WHERE database = {db:String} AND engine = 'MaterializedView' AND name LIKE 'meter_usage_1h%'`, query_params: { db }, format: 'JSONEachRow' });
-    const [{ name: hourView }] = (await views.json<{ name: string }>()) as [{ name: string }];
-    await ch.command({ query: `DETACH TABLE ${db}.${hourView}` });
-    try {
-      await ch.insert({ table: `${db}.meter_values`, values: page, format: 'JSONEachRow', clickhouse_settings: { insert_deduplication_token: token, deduplicate_blocks_in_dependent_materialized_views: 1 } });
-    } finally {
-      await ch.command({ query: `ATTACH TABLE ${db}.${hourView}` });
-    }
+    await withViewDetached(await hourView(), () =>
+      ch.insert({ table: `${db}.meter_values`, values: page, format: 'JSONEachRow', clickhouse_settings: { insert_deduplication_token: token, deduplicate_blocks_in_dependent_materialized_views: 1 } }),
+    );
     const proc = await startTestRuntime(cfg, ['processor']);
     try {
       await eventually(async () => (await q(`SELECT toString(count()) AS n FROM DB.meter_backfills WHERE meter_id = '${meter.id}'`))[0]!.n, (n) => n !== '0', 60_000);
