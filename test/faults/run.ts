@@ -326,8 +326,11 @@ async function runSafely(seed: number, fn: () => Promise<RunResult>): Promise<Ru
   }
 }
 
+/** A run passed: it finished, lost and doubled nothing, and every rollup equals the events. */
+const passed = (r: RunResult): boolean => !r.error && r.lost === 0 && r.doubled === 0 && r.rollupsExact;
+
 function report(r: RunResult, i: number): void {
-  const ok = !r.error && r.lost === 0 && r.doubled === 0 && r.rollupsExact;
+  const ok = passed(r);
   say(`  run ${i + 1} (seed ${r.seed}): ${ok ? 'ok' : 'FAILED'}  acked ${r.acked}, counted ${r.counted}, lost ${r.lost}, doubled ${r.doubled}, rollups ${r.rollupsExact ? 'exact' : 'WRONG'}  ${r.note}${r.error ? `\n    ${r.error}` : ''}`);
 }
 
@@ -560,7 +563,7 @@ async function allInOneKills(): Promise<ScenarioResult> {
     await proc.kill('SIGTERM');
     report(r, i);
     runs.push(r);
-    if (!r.error && r.lost === 0 && r.doubled === 0 && r.rollupsExact) fs.rmSync(dir, { recursive: true, force: true });
+    if (passed(r)) fs.rmSync(dir, { recursive: true, force: true });
     else say(`  state kept for inspection: ${dir}`);
   }
   return {
@@ -641,7 +644,7 @@ function table(results: ScenarioResult[]): string {
   const lines = ['| scenario | runs | events acknowledged | events counted | lost | doubled | rollups exact | failed runs |', '|---|---:|---:|---:|---:|---:|---|---:|'];
   for (const s of results) {
     const sum = (f: (r: RunResult) => number) => s.runs.reduce((a, r) => a + f(r), 0);
-    const failed = s.runs.filter((r) => r.error || r.lost > 0 || r.doubled > 0 || !r.rollupsExact).length;
+    const failed = s.runs.filter((r) => !passed(r)).length;
     lines.push(`| ${s.name} | ${s.runs.length} | ${sum((r) => r.acked)} | ${sum((r) => r.counted)} | ${sum((r) => r.lost)} | ${sum((r) => r.doubled)} | ${s.runs.every((r) => r.rollupsExact) ? 'yes' : 'no'} | ${failed} |`);
   }
   return lines.join('\n');
@@ -673,7 +676,7 @@ async function main(): Promise<void> {
     fs.writeFileSync(args.out.replace(/\.md$/, '') + '.json', JSON.stringify(results, null, 2) + '\n');
     say(`wrote ${args.out}`);
   }
-  const bad = results.flatMap((s) => s.runs).filter((r) => r.error || r.lost > 0 || r.doubled > 0 || !r.rollupsExact);
+  const bad = results.flatMap((s) => s.runs).filter((r) => !passed(r));
   if (bad.length > 0) {
     say(`\n${bad.length} run(s) failed`);
     process.exit(1);
