@@ -1,13 +1,11 @@
 import { Decimal } from '../common/decimal.ts';
 import type { CatalogReplica } from '../common/catalog.ts';
-import type { Store } from '../common/clickhouse.ts';
 import { errorMessage } from '../common/errors.ts';
 import type { Leases } from '../common/lease.ts';
 import type { Logger } from '../common/logger.ts';
-import type { Meter } from '../processor/index.ts';
+import type { Meter } from '../meter/index.ts';
 import type { Billing, Customer } from '../rater/index.ts';
-import { queryUsage } from '../api/usage.ts';
-import { ROLLUP_AGG } from '../api/usage-plan.ts';
+import type { UsageStore } from '../usage/index.ts';
 import type { AlertDispatcher } from './alerts.ts';
 import { billShock, detect, historyHours, thresholdCrossings } from './detect.ts';
 import type { AnomalyStore } from './store.ts';
@@ -27,7 +25,7 @@ export interface Threshold {
 }
 
 export interface ScanDeps {
-  store: Store;
+  usage: UsageStore;
   meters: CatalogReplica<Meter>;
   customers: CatalogReplica<Customer>;
   thresholds: CatalogReplica<Threshold>;
@@ -82,25 +80,17 @@ export class AnomalyScanner {
 
   private async scanUnlocked(nowMs: number): Promise<ScanResult> {
     const counts: ScanResult = { ran: true, series: 0, detections: 0, opened: 0, updated: 0 };
-    const { store, params } = this.deps;
+    const { usage, params } = this.deps;
     const endMs = Math.floor(nowMs / HOUR) * HOUR; // the last complete hour ends here
     const hours = historyHours(params);
     const startMs = endMs - hours * HOUR;
     for (const meter of this.deps.meters.list()) {
       if (!SCORED.includes(meter.aggregation)) continue;
-      const value = ROLLUP_AGG[meter.aggregation];
-      const rs = await store.ch.query({
-        query: `SELECT subject, toString(toUnixTimestamp(window_start)) AS h, ${value} AS v FROM ${store.db}.meter_usage_1h_v2
-                WHERE meter_id = {meterId:String} AND window_start >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND window_start < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
-                GROUP BY subject, window_start ORDER BY subject`,
-        query_params: { meterId: meter.id, from: startMs, to: endMs },
-        format: 'JSONCompactEachRow',
-      });
       const bySubject = new Map<string, number[]>();
-      for (const [subject, h, v] of await rs.json<[string, string, string]>()) {
+      for (const { subject, hourStartMs, value } of await usage.hourly(meter, startMs, endMs)) {
         let arr = bySubject.get(subject);
         if (!arr) bySubject.set(subject, (arr = new Array<number>(hours).fill(0)));
-        arr[(Number(h) * 1000 - startMs) / HOUR] = Number(v);
+        arr[(hourStartMs - startMs) / HOUR] = Number(value);
       }
       for (const [subject, values] of bySubject) {
         counts.series++;
@@ -143,7 +133,7 @@ export class AnomalyScanner {
         const sub = this.deps.billing && this.deps.customers.get(t.customer) ? this.deps.billing.periodForCustomer(t.customer, nowMs) : undefined;
         const d = new Date(nowMs);
         const period = sub ?? { start: Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1), end: Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1) };
-        const usage = await queryUsage(this.deps.store, meter, { fromMs: period.start, toMs: Math.min(period.end, Math.ceil(nowMs / 60_000) * 60_000), timeZone: 'UTC', subjects: [t.customer], groupBy: [], filterGroupBy: {} }, true);
+        const usage = await this.deps.usage.query(meter, { fromMs: period.start, toMs: Math.min(period.end, Math.ceil(nowMs / 60_000) * 60_000), timeZone: 'UTC', subjects: [t.customer], groupBy: [], filterGroupBy: {} });
         const used = Number(usage.data[0]?.value ?? '0');
         const [open] = (await this.deps.anomalies.list({ customer: t.customer, meter: t.meter, kind: 'threshold' })).filter((a) => a.status !== 'resolved' && a.detail.thresholdId === t.id && a.detail.periodStart === period.start);
         const already = (open?.detail.alerted as number[] | undefined) ?? [];

@@ -1,11 +1,10 @@
 import { Decimal } from '../common/decimal.ts';
-import type { Store } from '../common/clickhouse.ts';
 import type { Logger } from '../common/logger.ts';
 import type { CatalogReplica } from '../common/catalog.ts';
-import type { Meter } from '../processor/index.ts';
+import type { Meter } from '../meter/index.ts';
 import { fromLocal, localParts, type Billing, type Customer, type Period, type Plan, type Subscription } from '../rater/index.ts';
 import type { AnomalyStore } from '../anomaly/index.ts';
-import { queryUsage } from './usage.ts';
+import type { UsageStore } from '../usage/index.ts';
 
 /** One customer as the dashboard's Accounts page shows it: current period, usage so far, projection, open alerts. */
 export interface AccountSummary {
@@ -25,7 +24,7 @@ export interface AccountSummary {
 }
 
 export interface AccountDeps {
-  store: Store;
+  usage: UsageStore;
   meters: CatalogReplica<Meter>;
   billing: Billing;
   customers: CatalogReplica<Customer>;
@@ -74,7 +73,7 @@ export async function accountSummaries(deps: AccountDeps, keys: string[], nowMs:
     [...byStart].flatMap(([start, subjects]) =>
       meters.map(async (m) => {
         if (start >= toMs) return;
-        const r = await queryUsage(deps.store, m, { fromMs: start, toMs, timeZone: 'UTC', subjects, groupBy: ['subject'], filterGroupBy: {} }, true);
+        const r = await deps.usage.query(m, { fromMs: start, toMs, timeZone: 'UTC', subjects, groupBy: ['subject'], filterGroupBy: {} });
         for (const row of r.data) if (row.subject !== null) usage.set(`${row.subject}\u0000${m.slug}`, row.value);
       }),
     ),

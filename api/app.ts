@@ -7,10 +7,10 @@ import { isPricingError } from '../rater/pricing/index.ts';
 import type { Logger } from '../common/logger.ts';
 import type { Metrics } from '../common/metrics.ts';
 import type { CatalogReplica } from '../common/catalog.ts';
-import type { Store } from '../common/clickhouse.ts';
-import type { Leases } from '../common/lease.ts';
 import type { EventPublisher, TimeLimits } from '../ingest/index.ts';
-import type { DeadLetters, Meter } from '../processor/index.ts';
+import type { Meter } from '../meter/index.ts';
+import type { DeadLetters } from '../processor/index.ts';
+import type { UsageStore } from '../usage/index.ts';
 import { hasScope, type ApiKeyRecord, type ApiKeys, type Scope } from './keys.ts';
 import { PORTAL_TOKEN_PREFIX, type PortalTokens } from './portal-tokens.ts';
 import { registerIngestRoutes } from './routes/events.ts';
@@ -27,7 +27,7 @@ export interface AppDeps {
   logger: Logger;
   metrics: Metrics;
   /** Absent in the ingest-only role: then only ingest and ops routes are served. */
-  store?: Store;
+  usage?: UsageStore;
   meters: CatalogReplica<Meter>;
   keys: ApiKeys;
   publisher: EventPublisher;
@@ -41,8 +41,6 @@ export interface AppDeps {
   portalTokens?: PortalTokens;
   /** Serve the dashboard and portal under /ui/ (default true wherever the API is served). */
   ui?: boolean;
-  /** NATS KV leases: `POST /api/v1/repair` holds `maintenance.writes` while it runs (absent: repair is refused). */
-  leases?: Leases;
   /** Readiness: every dependency this process needs is reachable. */
   ready: () => Promise<Record<string, boolean>>;
 }
@@ -150,8 +148,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   registerOpsRoutes(app, deps);
   registerIngestRoutes(app, deps);
-  if (deps.store) {
-    const withStore = { ...deps, store: deps.store };
+  if (deps.usage) {
+    const withStore = { ...deps, usage: deps.usage };
     registerMeterRoutes(app, withStore);
     registerAdminRoutes(app, withStore);
     if (deps.billing) registerBillingRoutes(app, withStore, deps.billing);
@@ -159,7 +157,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     registerDashboardRoutes(app, withStore);
     if (deps.billing) registerPortalRoutes(app, withStore, deps.billing);
   }
-  if (deps.ui ?? deps.store !== undefined) registerUi(app);
+  if (deps.ui ?? deps.usage !== undefined) registerUi(app);
   return app;
 }
 

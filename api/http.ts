@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../common/errors.ts';
-import { canonicalTimeZone } from './usage-plan.ts';
+import { canonicalTimeZone, unknownTimeZone } from '../usage/index.ts';
 
 /** Parses `input` with a zod schema; a failure is a 400 naming every field and reason. */
 export function parseWith<S extends z.ZodTypeAny>(schema: S, input: unknown, where: 'body' | 'query' | 'params' = 'body'): z.infer<S> {
@@ -30,7 +30,6 @@ export const isoTime = (field: string) =>
     .transform((s) => Date.parse(s));
 
 /** The 400 reason for a time zone Node or ClickHouse does not know. */
-export const unknownTimeZone = (tz: string) => `unknown time zone '${tz.slice(0, 100)}'; use an IANA name such as Europe/Berlin`;
 
 /** A time-zone parameter: an IANA name both Node and ClickHouse know, in any case, as its canonical spelling (`america/new_york` is `America/New_York`). */
 export const timeZoneParam = () =>

@@ -14,7 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { migrate, openStore } from '../common/clickhouse.ts';
 import { silentLogger } from '../common/logger.ts';
 import { checkEvent } from '../ingest/cloudevents.ts';
-import { meterValues, type Meter } from '../processor/meters.ts';
+import { meterValues, type Meter } from '../meter/index.ts';
 import { insertRawRows, type RawRow } from '../processor/raw-rows.ts';
 import { peakRssMiB, round } from './lib.ts';
 import { BENCH_METERS, LoadGenerator } from './load.ts';

@@ -7,7 +7,7 @@ import { loadConfig, type Config } from '../common/config.ts';
 import { errorMessage, isAppError } from '../common/errors.ts';
 import { createLogger, silentLogger } from '../common/logger.ts';
 import { openNats } from '../common/nats.ts';
-import { startStoreServer } from '../common/store-server.ts';
+import { startStoreServer } from '../store-server/index.ts';
 import { Scopes, type Scope } from '../api/index.ts';
 import { chdbDir, natsTopology, openCatalog, readRuntimeInfo, resolveNats, startRuntime, type Role } from './runtime.ts';
 import { runDemo } from './demo.ts';

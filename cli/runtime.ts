@@ -19,7 +19,9 @@ import { openNats, type NatsClients } from '../common/nats.ts';
 import { findNatsServers, natsConfPath, procAvailable, procInfo, startNatsServer, terminateProcess, type NatsServerHandle, type ProcInfo } from '../common/nats-server.ts';
 import { startOpsServer } from './ops-server.ts';
 import { EventPublisher } from '../ingest/index.ts';
-import { DeadLetters, Processor, type Meter } from '../processor/index.ts';
+import type { Meter } from '../meter/index.ts';
+import { DeadLetters, Processor } from '../processor/index.ts';
+import { ClickHouseUsageStore } from '../usage/index.ts';
 import { ApiKeys, buildApp, PortalTokens, type ApiKeyRecord, type PortalTokenRecord } from '../api/index.ts';
 
 export const Roles = ['ingest', 'processor', 'api', 'scheduler'] as const;
@@ -249,6 +251,8 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
   }
 
   const leases = store ? await Leases.open(nats.js, { replicas: config.NATS_REPLICAS }) : undefined;
+  // Every read of usage (api, rater, anomaly) goes through this one store.
+  const usage = store ? new ClickHouseUsageStore({ store, leases, logger }) : undefined;
   const billing = store
     ? new Billing({
         store,
@@ -284,7 +288,7 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
   const scanner =
     store && anomalyStore && alerts
       ? new AnomalyScanner({
-          store,
+          usage: usage!,
           meters: catalog.meters,
           customers: catalog.customers,
           thresholds: catalog.thresholds,
@@ -351,13 +355,12 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
     app = await buildApp({
       logger,
       metrics,
-      store: roles.includes('api') ? store : undefined,
+      usage: roles.includes('api') ? usage : undefined,
       meters: catalog.meters,
       keys: catalog.keys,
       portalTokens: catalog.portalTokens,
       publisher,
       deadLetters: new DeadLetters(nats),
-      leases,
       ...(billing
         ? {
             billing: {

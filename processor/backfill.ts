@@ -1,7 +1,7 @@
 import { isLosslessNumber, parse as losslessParse } from 'lossless-json';
 import type { Store } from '../common/clickhouse.ts';
 import type { Logger } from '../common/logger.ts';
-import { meterValues, type Meter } from './meters.ts';
+import { meterValues, type Meter } from '../meter/index.ts';
 import type { BackfillLedger } from './write-ledger.ts';
 
 const PAGE = 5_000;

@@ -1,4 +1,3 @@
-export * from './meters.ts';
 export * from './dedup.ts';
 export * from './dead-letter.ts';
 export * from './processor.ts';

@@ -16,7 +16,7 @@ import { checkEvent, eventKey, parsedBatch, partitionMessages, RECEIVED_AT_HEADE
 import { Backfiller } from './backfill.ts';
 import { DeadLetters, type DeadLetterEntry } from './dead-letter.ts';
 import { DedupIndex, KEY_HASH_EXACT_SQL, STORED_KEY_PACKED_SQL } from './dedup.ts';
-import { meterValues, type Meter, type MeterValue } from './meters.ts';
+import { meterValues, type Meter, type MeterValue } from '../meter/index.ts';
 import { Ownership, ROUTER, unitName, type Unit } from './ownership.ts';
 import { insertRawRows, type RawRow } from './raw-rows.ts';
 import { BackfillLedger, ledgerEntry, ledgerRows, WriteLedger, type LedgerEntry } from './write-ledger.ts';

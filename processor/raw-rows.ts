@@ -1,6 +1,6 @@
 import type { Store } from '../common/clickhouse.ts';
 import type { TimeSlice } from '../common/time-slice.ts';
-import type { MeterValue } from './meters.ts';
+import type { MeterValue } from '../meter/index.ts';
 
 /** A row of `events_raw`, as the processor writes it. Times are epoch milliseconds. */
 export interface RawRow {

@@ -1,7 +1,7 @@
 import { Kvm, type KV } from '@nats-io/kv';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { kvKeys } from '../common/nats.ts';
-import type { Meter } from './meters.ts';
+import type { Meter } from '../meter/index.ts';
 
 /**
  * What it takes to rebuild one insert exactly: the same rows, the same deduplication token.

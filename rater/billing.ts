@@ -7,8 +7,8 @@ import type { Store } from '../common/clickhouse.ts';
 import { AppError } from '../common/errors.ts';
 import type { Leases } from '../common/lease.ts';
 import type { Logger } from '../common/logger.ts';
-import type { Meter } from '../processor/index.ts';
-import { RAW_AGG, tzOffsetMinutes } from '../api/usage-plan.ts';
+import type { Meter } from '../meter/index.ts';
+import { averageOf, RAW_AGG, tzOffsetMinutes } from '../usage/index.ts';
 import type { Customer, Plan, Subscription } from './catalog.ts';
 import { buildInvoice, usageAmounts, usageGroups, type CorrectionLine, type CreditGrant, type OneTimeAdjustment, type RoundingMode, type UsageGroup } from './invoice-builder.ts';
 import type { Invoice } from './invoice-types.ts';
@@ -92,6 +92,18 @@ interface CloseCache {
   pending: { invoice: Invoice; snapshot: Snapshot; subscriptionId: string }[];
 }
 
+/** Invoice-ready totals of one customer, currency, meter and line kind (see `Billing.aggregates`). */
+export interface AggregateRow {
+  customer: string;
+  currency: string;
+  meter: string;
+  kind: string;
+  quantity: string;
+  amount: string;
+  amount_minor: string;
+  lines: string;
+}
+
 /** Invoices inserted (and numbered) together during a close run. */
 const STORE_BLOCK = 500;
 
@@ -110,6 +122,19 @@ export class Billing {
   private readonly closeRun = new AsyncLocalStorage<CloseCache>();
 
   constructor(private readonly deps: BillingDeps) {}
+
+  /** Quantities and amounts of the finalized invoices whose period starts in [fromMs, toMs) (UTC), per customer, currency, meter and line kind. */
+  async aggregates(fromMs: number, toMs: number): Promise<AggregateRow[]> {
+    const rs = await this.deps.store.ch.query({
+      query: `SELECT customer, currency, meter, kind, toString(sum(quantity)) AS quantity, toString(sum(amount)) AS amount, toString(sum(amount_minor)) AS amount_minor, count() AS lines
+              FROM ${this.db}.invoice_lines
+              WHERE invoice_period_start >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND invoice_period_start < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
+              GROUP BY customer, currency, meter, kind ORDER BY customer, kind, meter`,
+      query_params: { from: fromMs, to: toMs },
+      format: 'JSONEachRow',
+    });
+    return rs.json<AggregateRow>();
+  }
 
   private get cache(): CloseCache | undefined {
     return this.closeRun.getStore();
@@ -204,7 +229,7 @@ export class Billing {
     };
     const quantityOf = (r: { q: string; n: string } | undefined) => {
       if (!r || r.n === '0') return '0';
-      return meter.aggregation === 'AVG' ? new Decimal(r.q).div(r.n).toDecimalPlaces(9, Decimal.ROUND_HALF_UP).toFixed() : new Decimal(r.q).toFixed();
+      return meter.aggregation === 'AVG' ? averageOf(r.q, r.n) : new Decimal(r.q).toFixed();
     };
     // Manual usage corrections (SUM and COUNT meters) for this meter in this group's ranges.
     const delta = corrections

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { PriceSchema } from './pricing/index.ts';
 import { Intervals } from './periods.ts';
-import { isValidTimeZone } from '../api/usage-plan.ts';
+import { isValidTimeZone } from '../usage/index.ts';
 
 /**
  * The billing catalog: customers, plans and subscriptions, stored in NATS KV (the same

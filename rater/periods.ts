@@ -1,4 +1,4 @@
-import { tzOffsetMinutes } from '../api/usage-plan.ts';
+import { tzOffsetMinutes } from '../usage/index.ts';
 
 /**
  * Billing periods, cut in the customer's time zone. Pure.

@@ -1,8 +1,7 @@
 import type { FastifyInstance, HTTPMethods } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsServerHandle } from '../common/nats-server.ts';
-import { USAGE_QUERY_LIMITS } from '../api/routes/meters.ts';
-import { isValidTimeZone } from '../api/usage-plan.ts';
+import { isValidTimeZone, USAGE_QUERY_LIMITS } from '../usage/index.ts';
 import { client, total } from './api-client.ts';
 import { ce, eventually, startTestNats, startTestRuntime, testConfig, type TestRuntime } from './harness.ts';
 

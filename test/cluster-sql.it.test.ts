@@ -10,8 +10,9 @@ import { createChdbConnection } from 'chdb/connection';
 import { migrate, migrationPlan, splitStatements, type Store } from '../common/clickhouse.ts';
 import { PLACEMENTS } from '../common/cluster-sql.ts';
 import { silentLogger } from '../common/logger.ts';
-import { planUsageQuery, ROLLUP_AGG, RAW_AGG } from '../api/index.ts';
-import { Backfiller, type Aggregation, type Meter } from '../processor/index.ts';
+import { planUsageQuery, ROLLUP_AGG, RAW_AGG } from '../usage/index.ts';
+import type { Aggregation, Meter } from '../meter/index.ts';
+import { Backfiller } from '../processor/index.ts';
 import { randomDatabase, tempDir } from './harness.ts';
 
 /**

@@ -6,7 +6,7 @@ import { Decimal } from '../common/decimal.ts';
 import { Leases } from '../common/lease.ts';
 import { silentLogger } from '../common/logger.ts';
 import type { NatsServerHandle } from '../common/nats-server.ts';
-import { MAINTENANCE_LEASE, reconcile, repair, type ReconcileLine, type RepairResult } from '../api/usage.ts';
+import { MAINTENANCE_LEASE, reconcile, repair, type ReconcileLine, type RepairResult } from '../usage/index.ts';
 import { client } from './api-client.ts';
 import { ce, eventually, randomDatabase, startTestNats, startTestRuntime, tempDir, testConfig, type TestRuntime } from './harness.ts';
 

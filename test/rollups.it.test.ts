@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Decimal } from '../common/decimal.ts';
 import type { NatsServerHandle } from '../common/nats-server.ts';
-import { tzOffsetMinutes } from '../api/index.ts';
+import { tzOffsetMinutes } from '../usage/index.ts';
 import { client } from './api-client.ts';
 import { ce, eventually, startTestNats, startTestRuntime, testConfig, type TestRuntime } from './harness.ts';
 

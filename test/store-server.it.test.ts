@@ -6,7 +6,7 @@ import { ClickHouseError, createClient } from '@clickhouse/client';
 import { migrate, openStore, SQL_DIR, type Store } from '../common/clickhouse.ts';
 import { silentLogger } from '../common/logger.ts';
 import type { NatsServerHandle } from '../common/nats-server.ts';
-import { startStoreServer, type StoreServer } from '../common/store-server.ts';
+import { startStoreServer, type StoreServer } from '../store-server/index.ts';
 import { client, total } from './api-client.ts';
 import { ce, eventually, randomDatabase, startTestNats, startTestRuntime, tempDir, testConfig, type TestRuntime } from './harness.ts';
 

@@ -1,11 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../../common/errors.ts';
-import type { Store } from '../../common/clickhouse.ts';
 import type { AppDeps } from '../app.ts';
 import { isoTime, jsonBody, parseWith } from '../http.ts';
 import { Scopes } from '../keys.ts';
-import { MAINTENANCE_LEASE, reconcile, repair } from '../usage.ts';
+import { MAINTENANCE_LEASE, type UsageStore } from '../../usage/index.ts';
 import { findMeter } from './meters.ts';
 
 const DAY = 86_400_000;
@@ -16,7 +15,7 @@ const KeyInput = z.object({
 }).strict();
 
 /** API keys, dead letters, reconciliation and repair. */
-export function registerAdminRoutes(app: FastifyInstance, deps: AppDeps & { store: Store }): void {
+export function registerAdminRoutes(app: FastifyInstance, deps: AppDeps & { usage: UsageStore }): void {
   const keySchema = { type: 'object', properties: { id: { type: 'string' }, name: { type: 'string' }, scopes: { type: 'array', items: { type: 'string' } }, prefix: { type: 'string' }, createdAt: { type: 'string' } } };
 
   app.post('/api/v1/api-keys', {
@@ -69,7 +68,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AppDeps & { stor
     const toMs = Math.ceil(q.to / DAY) * DAY;
     if (fromMs >= toMs) throw new AppError('QUERY_INVALID', 'from must be before to');
     const meters = q.meter ? [findMeter(deps, q.meter)] : deps.meters.list();
-    const lines = await reconcile(deps.store, meters, { fromMs, toMs, subject: q.subject });
+    const lines = await deps.usage.reconcile(meters, { fromMs, toMs, subject: q.subject });
     return { from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString(), subject: q.subject ?? null, ok: lines.every((l) => l.ok), meters: lines };
   });
 
@@ -117,8 +116,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AppDeps & { stor
     const fromMs = Math.floor(q.from / DAY) * DAY;
     const toMs = Math.ceil(q.to / DAY) * DAY;
     if (fromMs >= toMs) throw new AppError('QUERY_INVALID', 'from must be before to');
-    if (!deps.leases) throw new AppError('REPAIR_UNAVAILABLE', `this process has no NATS leases to hold ${MAINTENANCE_LEASE}, so it cannot stop the processor's writes; run repair through a \`meterline start\` (or api role) with the leases wired`);
     const meters = q.meter ? [findMeter(deps, q.meter)] : deps.meters.list();
-    return repair({ store: deps.store, leases: deps.leases, logger: deps.logger }, meters, { fromMs, toMs });
+    return deps.usage.repair(meters, { fromMs, toMs });
   });
 }

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../../common/errors.ts';
 import type { CatalogReplica } from '../../common/catalog.ts';
-import type { Store } from '../../common/clickhouse.ts';
+import type { UsageStore } from '../../usage/index.ts';
 import {
   CancelSchema,
   changePlan,
@@ -41,7 +41,7 @@ function invoiceCsvRows(inv: Invoice): (string | null)[][] {
 const INVOICE_CSV_HEADER = ['invoice_id', 'number', 'status', 'customer', 'currency', 'period_start', 'period_end', 'line_id', 'kind', 'meter', 'description', 'line_period_start', 'line_period_end', 'quantity', 'unit_price', 'amount', 'breakdown'];
 
 /** Customers, plans, subscriptions, invoices, adjustments, close, finance aggregates. Scope: billing. */
-export function registerBillingRoutes(app: FastifyInstance, deps: AppDeps & { store: Store }, b: BillingRouteDeps): void {
+export function registerBillingRoutes(app: FastifyInstance, deps: AppDeps & { usage: UsageStore }, b: BillingRouteDeps): void {
   const scope = { scope: 'billing' as const };
 
   // ---- customers ----
@@ -179,15 +179,7 @@ export function registerBillingRoutes(app: FastifyInstance, deps: AppDeps & { st
   }, async (req, reply) => {
     const q = parseWith(z.object({ period: z.string().regex(/^\d{4}-\d{2}$/, 'period must be YYYY-MM'), format: z.enum(['json', 'csv']).optional() }), req.query, 'query');
     const [y, m] = q.period.split('-').map(Number) as [number, number];
-    const rs = await deps.store.ch.query({
-      query: `SELECT customer, currency, meter, kind, toString(sum(quantity)) AS quantity, toString(sum(amount)) AS amount, toString(sum(amount_minor)) AS amount_minor, count() AS lines
-              FROM ${deps.store.db}.invoice_lines
-              WHERE invoice_period_start >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND invoice_period_start < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
-              GROUP BY customer, currency, meter, kind ORDER BY customer, kind, meter`,
-      query_params: { from: Date.UTC(y, m - 1, 1), to: Date.UTC(y, m, 1) },
-      format: 'JSONEachRow',
-    });
-    const rows = await rs.json<{ customer: string; currency: string; meter: string; kind: string; quantity: string; amount: string; amount_minor: string; lines: string }>();
+    const rows = await b.billing.aggregates(Date.UTC(y, m - 1, 1), Date.UTC(y, m, 1));
     if (wantsCsv(req)) return sendCsv(reply, `aggregates-${q.period}.csv`, ['customer', 'currency', 'meter', 'kind', 'quantity', 'amount', 'amount_minor'], rows.map((r) => [r.customer, r.currency, r.meter, r.kind, r.quantity, r.amount, r.amount_minor]));
     return { period: q.period, rows };
   });

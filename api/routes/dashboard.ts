@@ -1,11 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import { Decimal } from '../../common/decimal.ts';
 import { z } from 'zod';
-import type { Store } from '../../common/clickhouse.ts';
+import type { UsageStore } from '../../usage/index.ts';
 import type { AppDeps } from '../app.ts';
 import { accountSummaries, type AccountDeps } from '../accounts.ts';
 import { parseWith } from '../http.ts';
-import { queryUsage } from '../usage.ts';
 import { localParts } from '../../rater/index.ts';
 
 const DAY = 86_400_000;
@@ -30,7 +29,7 @@ const accountSchema = {
  * Aggregate reads the dashboard needs in one request each (no N+1 from the browser): who the
  * signed-in key is, every account's current period at a glance, and metered vs invoiced usage.
  */
-export function registerDashboardRoutes(app: FastifyInstance, deps: AppDeps & { store: Store }): void {
+export function registerDashboardRoutes(app: FastifyInstance, deps: AppDeps & { usage: UsageStore }): void {
   app.get('/api/v1/whoami', {
     config: { anyKey: true },
     schema: {
@@ -45,7 +44,7 @@ export function registerDashboardRoutes(app: FastifyInstance, deps: AppDeps & { 
 
   const b = deps.billing;
   if (!b) return;
-  const accountDeps: AccountDeps = { store: deps.store, meters: deps.meters, billing: b.billing, customers: b.customers, plans: b.plans, subscriptions: b.subscriptions, anomalies: deps.anomalies?.anomalies, logger: deps.logger };
+  const accountDeps: AccountDeps = { usage: deps.usage, meters: deps.meters, billing: b.billing, customers: b.customers, plans: b.plans, subscriptions: b.subscriptions, anomalies: deps.anomalies?.anomalies, logger: deps.logger };
 
   app.get('/api/v1/accounts', {
     config: { scope: 'read' },
@@ -104,7 +103,7 @@ export function registerDashboardRoutes(app: FastifyInstance, deps: AppDeps & { 
           rows.push({ ...base, aggregation: meter?.aggregation ?? null, metered: null, difference: null, status: 'not_additive' });
           continue;
         }
-        const usage = await queryUsage(deps.store, meter, { fromMs: ps, toMs: pe, timeZone: 'UTC', subjects: [inv.customer], groupBy: [], filterGroupBy: {} }, true);
+        const usage = await deps.usage.query(meter, { fromMs: ps, toMs: pe, timeZone: 'UTC', subjects: [inv.customer], groupBy: [], filterGroupBy: {} });
         const metered = new Decimal(usage.data[0]?.value ?? '0');
         const difference = metered.plus(adjusted).minus(invoiced).minus(corrected);
         const status = difference.isZero() ? 'ok' : difference.gt(0) && later.length === 0 ? 'pending' : 'mismatch';

@@ -2,12 +2,10 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../../common/errors.ts';
-import { MeterInputSchema, type Meter } from '../../processor/index.ts';
-import type { ClickHouseClient, Store } from '../../common/clickhouse.ts';
+import { MeterInputSchema, type Meter } from '../../meter/index.ts';
 import type { AppDeps } from '../app.ts';
-import { isoTime, jsonBody, parseWith, stringList, timeZoneParam, unknownTimeZone } from '../http.ts';
-import { queryUsage, type UsageResult } from '../usage.ts';
-import { useStoreTimeZones, WindowSizes, type UsageQuery, type WindowSize } from '../usage-plan.ts';
+import { isoTime, jsonBody, parseWith, stringList, timeZoneParam } from '../http.ts';
+import { USAGE_QUERY_LIMITS_TEXT, WindowSizes, type UsageStore } from '../../usage/index.ts';
 
 export function findMeter(deps: Pick<AppDeps, 'meters'>, idOrSlug: string): Meter {
   const meter = deps.meters.get(idOrSlug) ?? deps.meters.list().find((m) => m.id === idOrSlug);
@@ -26,95 +24,6 @@ const UsageQuerySchema = z
   })
   .passthrough();
 
-/**
- * Limits of a usage query through the API. Embedded chDB runs a query off the JS thread
- * (/healthz and ingest stay responsive) but one query at a time: while a usage query runs, the
- * processor's writes and every other store call wait. So a query is refused before it runs
- * when its windows alone pass the limit, and ClickHouse stops it at the row or time limit (the
- * time limit is checked while reading; a large GROUP BY can run on past it while merging).
- * Tests lower them to reach them cheaply.
- */
-export const USAGE_QUERY_LIMITS = { maxWindows: 100_000, maxResultRows: 100_000, maxExecutionSeconds: 10 };
-
-export const USAGE_QUERY_LIMITS_TEXT =
-  `Limits: with from given, at most ${USAGE_QUERY_LIMITS.maxWindows.toLocaleString('en-US')} windows (e.g. windowSize=MINUTE over about 69 days), else 400 USAGE_QUERY_TOO_LARGE before anything runs; ` +
-  `at most ${USAGE_QUERY_LIMITS.maxResultRows.toLocaleString('en-US')} result rows (windows × groups), else 400 USAGE_QUERY_TOO_LARGE; ` +
-  `at most ${USAGE_QUERY_LIMITS.maxExecutionSeconds} s of query time, else 503 USAGE_QUERY_TIMEOUT (retry after Retry-After, or narrow the query). ` +
-  'Narrow a query with a shorter from/to, a larger windowSize, fewer groupBy keys or a subject filter.';
-
-const WINDOW_MS: Record<WindowSize, number> = { MINUTE: 60_000, HOUR: 3_600_000, DAY: 86_400_000 };
-
-/**
- * The store with every `ch.query` bounded by the limits, as a SETTINGS clause of the query: it
- * holds for that query only (chDB would keep `clickhouse_settings` in its one session, for every
- * later query of every component). Everything else is the store's own.
- */
-function boundedStore(store: Store, limits: typeof USAGE_QUERY_LIMITS): Store {
-  const settings =
-    ` SETTINGS max_execution_time = ${limits.maxExecutionSeconds}, timeout_overflow_mode = 'throw',` +
-    ` max_result_rows = ${limits.maxResultRows}, result_overflow_mode = 'throw'`;
-  const ch = new Proxy(store.ch, {
-    get(target, prop) {
-      if (prop === 'query') return (params: Parameters<ClickHouseClient['query']>[0]) => target.query({ ...params, query: `${params.query}${settings}` });
-      const v: unknown = Reflect.get(target, prop);
-      return typeof v === 'function' ? v.bind(target) : v;
-    },
-  });
-  return { ...store, ch };
-}
-
-const narrow = 'narrow the query: a shorter from/to range, a larger windowSize (HOUR or DAY), fewer groupBy keys, or a subject filter';
-
-/**
- * A usage query from the API, bounded by USAGE_QUERY_LIMITS: too many windows is refused
- * before it runs (when `from` is given: without it the range starts at the first event), and
- * ClickHouse's row, time and time-zone errors become 4xx/503 errors that say what to change.
- * `tzParam` names the time-zone parameter in errors.
- */
-export async function boundedQueryUsage(store: Store, meter: Meter, q: Omit<UsageQuery, 'meterId' | 'aggregation'>, fromGiven: boolean, tzParam: string): Promise<UsageResult> {
-  const limits = { ...USAGE_QUERY_LIMITS };
-  const { maxWindows, maxResultRows, maxExecutionSeconds } = limits;
-  if (q.windowSize && fromGiven) {
-    const windows = Math.ceil((q.toMs - q.fromMs) / WINDOW_MS[q.windowSize]);
-    if (windows > maxWindows) {
-      throw new AppError(
-        'USAGE_QUERY_TOO_LARGE',
-        `windowSize=${q.windowSize} from ${new Date(q.fromMs).toISOString()} to ${new Date(q.toMs).toISOString()} gives ${windows.toLocaleString('en-US')} windows, more than the limit of ${maxWindows.toLocaleString('en-US')}; ${narrow}`,
-        { details: { limit: { windows: maxWindows }, windows } },
-      );
-    }
-  }
-  try {
-    return await queryUsage(boundedStore(store, limits), meter, q, fromGiven);
-  } catch (err) {
-    const type = (err as { type?: unknown }).type;
-    if (type === 'TOO_MANY_ROWS_OR_BYTES') {
-      throw new AppError('USAGE_QUERY_TOO_LARGE', `the usage query gives more than ${maxResultRows.toLocaleString('en-US')} rows (windows × groups), the limit; ${narrow}`, { cause: err, details: { limit: { rows: maxResultRows } } });
-    }
-    if (type === 'TIMEOUT_EXCEEDED') {
-      throw new AppError('USAGE_QUERY_TIMEOUT', `the usage query ran longer than the limit of ${maxExecutionSeconds} s; retry later or ${narrow}`, {
-        cause: err,
-        details: { limit: { seconds: maxExecutionSeconds }, retryAfterSeconds: 5 },
-      });
-    }
-    if (/Cannot load time zone/i.test((err as Error).message ?? '')) {
-      const field = `query.${tzParam}`;
-      throw new AppError('REQUEST_INVALID', `invalid query: ${field}: ${unknownTimeZone(q.timeZone)}`, { cause: err, details: { errors: [{ field, reason: unknownTimeZone(q.timeZone) }] } });
-    }
-    throw err;
-  }
-}
-
-/** Loads the time zones ClickHouse knows, once: a zone Node knows but ClickHouse does not is refused with a 400, never a 500. */
-async function loadStoreTimeZones(store: Store, log: AppDeps['logger']): Promise<void> {
-  try {
-    const rs = await store.ch.query({ query: 'SELECT time_zone FROM system.time_zones', format: 'JSONEachRow' });
-    useStoreTimeZones((await rs.json<{ time_zone: string }>()).map((r) => r.time_zone));
-  } catch (err) {
-    log.warn({ err }, "could not read ClickHouse's time zones; validating time zones with Node's list only");
-  }
-}
-
 const meterJsonSchema = {
   type: 'object',
   properties: {
@@ -132,8 +41,11 @@ const meterJsonSchema = {
   additionalProperties: true,
 };
 
-export function registerMeterRoutes(app: FastifyInstance, deps: AppDeps & { store: Store }): void {
-  app.addHook('onReady', () => loadStoreTimeZones(deps.store, deps.logger));
+export function registerMeterRoutes(app: FastifyInstance, deps: AppDeps & { usage: UsageStore }): void {
+  // A zone Node knows but ClickHouse does not is refused with a 400, never a 500.
+  app.addHook('onReady', async () => {
+    await deps.usage.loadTimeZones().catch((err: unknown) => deps.logger.warn({ err }, "could not read ClickHouse's time zones; validating time zones with Node's list only"));
+  });
   app.post(
     '/api/v1/meters',
     { config: { scope: 'admin' }, schema: { tags: ['meters'], summary: 'Create a meter (backfilled from stored events)', body: meterJsonSchema, response: { 201: meterJsonSchema, 400: { $ref: 'Error#' }, 409: { $ref: 'Error#' } } } },
@@ -238,7 +150,7 @@ export function registerMeterRoutes(app: FastifyInstance, deps: AppDeps & { stor
       const toMs = q.to ?? Math.ceil(Date.now() / 60_000) * 60_000;
       const fromMs = q.from ?? 0;
       if (fromMs >= toMs) throw new AppError('QUERY_INVALID', 'from must be before to');
-      return boundedQueryUsage(deps.store, meter, { fromMs, toMs, windowSize: q.windowSize, timeZone: q.windowTimeZone, subjects: q.subject, groupBy: q.groupBy, filterGroupBy }, q.from !== undefined, 'windowTimeZone');
+      return deps.usage.query(meter, { fromMs, toMs, windowSize: q.windowSize, timeZone: q.windowTimeZone, subjects: q.subject, groupBy: q.groupBy, filterGroupBy }, { fromGiven: q.from !== undefined, bounded: { tzParam: 'windowTimeZone' } });
     },
   );
 }

@@ -1,14 +1,12 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../../common/errors.ts';
-import type { Store } from '../../common/clickhouse.ts';
 import type { Invoice } from '../../rater/index.ts';
 import type { AppDeps } from '../app.ts';
 import { accountSummaries } from '../accounts.ts';
 import { isoTime, jsonBody, parseWith, stringList, timeZoneParam } from '../http.ts';
-import { canonicalTimeZone, WindowSizes } from '../usage-plan.ts';
+import { canonicalTimeZone, USAGE_QUERY_LIMITS_TEXT, WindowSizes, type UsageStore } from '../../usage/index.ts';
 import type { BillingRouteDeps } from './billing.ts';
-import { boundedQueryUsage, USAGE_QUERY_LIMITS_TEXT } from './meters.ts';
 
 const obj = { type: 'object', additionalProperties: true } as const;
 const portal = { portal: true } as const;
@@ -62,7 +60,7 @@ const publicAlert = (a: { id: string; kind: string; severity: string; status: st
  * refuses any `customer`/`subject` parameter naming someone else. Handlers read the customer
  * from the token only, and a lookup by id (an invoice) of another customer's object is a 404.
  */
-export function registerPortalRoutes(app: FastifyInstance, deps: AppDeps & { store: Store }, b: BillingRouteDeps): void {
+export function registerPortalRoutes(app: FastifyInstance, deps: AppDeps & { usage: UsageStore }, b: BillingRouteDeps): void {
   const tokens = deps.portalTokens;
   const tokenSchema = { type: 'object', properties: { id: { type: 'string' }, customer: { type: 'string' }, name: { type: 'string' }, prefix: { type: 'string' }, createdAt: { type: 'string' }, expiresAt: { type: 'string', nullable: true }, createdBy: { type: 'string' } } };
   if (tokens) {
@@ -92,7 +90,7 @@ export function registerPortalRoutes(app: FastifyInstance, deps: AppDeps & { sto
     });
   }
 
-  const accountDeps = { store: deps.store, meters: deps.meters, billing: b.billing, customers: b.customers, plans: b.plans, subscriptions: b.subscriptions, anomalies: deps.anomalies?.anomalies, logger: deps.logger };
+  const accountDeps = { usage: deps.usage, meters: deps.meters, billing: b.billing, customers: b.customers, plans: b.plans, subscriptions: b.subscriptions, anomalies: deps.anomalies?.anomalies, logger: deps.logger };
   /** Meters on the customer's plans (all meters if it has no subscription). */
   const customerMeters = (customer: string) => {
     const charged = new Set(b.subscriptions.list().filter((s) => s.customer === customer).flatMap((s) => s.phases.flatMap((p) => b.plans.get(p.plan)?.charges.map((c) => c.meter) ?? [])));
@@ -140,7 +138,7 @@ export function registerPortalRoutes(app: FastifyInstance, deps: AppDeps & { sto
     // A customer stored before zones were checked against ClickHouse may name one in another case: use its canonical spelling.
     const stored = b.billing.customer(customer).timeZone;
     const tz = q.windowTimeZone ?? canonicalTimeZone(stored) ?? stored;
-    return boundedQueryUsage(deps.store, meter, { fromMs, toMs, windowSize: q.windowSize, timeZone: tz, subjects: [customer], groupBy: q.groupBy, filterGroupBy: {} }, q.from !== undefined, 'windowTimeZone');
+    return deps.usage.query(meter, { fromMs, toMs, windowSize: q.windowSize, timeZone: tz, subjects: [customer], groupBy: q.groupBy, filterGroupBy: {} }, { fromGiven: q.from !== undefined, bounded: { tzParam: 'windowTimeZone' } });
   });
 
   app.get<{ Querystring: Record<string, string> }>('/api/v1/portal/projected-invoice', {

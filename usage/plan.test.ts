@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { Aggregation } from '../processor/meters.ts';
-import { chooseSource, isValidTimeZone, planUsageQuery, tzOffsetMinutes, type Source, type UsageQuery, type WindowSize } from './usage-plan.ts';
+import type { Aggregation } from '../meter/index.ts';
+import { chooseSource, planUsageQuery, type Source, type UsageQuery, type WindowSize } from './plan.ts';
+import { isValidTimeZone, tzOffsetMinutes } from './time-zones.ts';
 
 const MINUTE = 60_000;
 const HOUR = 3_600_000;

@@ -5,8 +5,8 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { promisify } from 'node:util';
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
-import { AppError, errorMessage } from './errors.ts';
-import type { Logger } from './logger.ts';
+import { AppError, errorMessage } from '../common/errors.ts';
+import type { Logger } from '../common/logger.ts';
 
 /**
  * `meterline store`: one process owns a chDB data directory and serves it over the subset of
