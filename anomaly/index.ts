@@ -1,5 +1,6 @@
 export * from './types.ts';
 export * from './store.ts';
 export * from './alerts.ts';
+export * from './scan-deps.ts';
 export * from './scan.ts';
 export * from './detect.ts';

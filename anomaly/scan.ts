@@ -1,14 +1,10 @@
 import { Decimal } from '../common/decimal.ts';
-import type { CatalogReplica } from '../common/catalog.ts';
 import { errorMessage } from '../common/errors.ts';
-import type { Leases } from '../common/lease.ts';
 import type { Logger } from '../common/logger.ts';
 import type { Meter } from '../meter/index.ts';
-import type { Billing, Customer } from '../rater/index.ts';
-import type { UsageStore } from '../usage/index.ts';
-import type { AlertDispatcher } from './alerts.ts';
+import type { Customer } from '../rater/index.ts';
 import { billShock, detect, historyHours, thresholdCrossings } from './detect.ts';
-import type { AnomalyStore } from './store.ts';
+import type { AlertSink, AnomalyRecords, BillingView, CatalogView, ScanLease, ScanUsage } from './scan-deps.ts';
 import type { Detection, DetectorParams } from './types.ts';
 
 const HOUR = 3_600_000;
@@ -24,18 +20,19 @@ export interface Threshold {
   createdAt: string;
 }
 
+/** The scan's collaborators, as the interfaces of `scan-deps.ts`; `cli/runtime.ts` hands in the real ones. */
 export interface ScanDeps {
-  usage: UsageStore;
-  meters: CatalogReplica<Meter>;
-  customers: CatalogReplica<Customer>;
-  thresholds: CatalogReplica<Threshold>;
-  billing?: Billing;
-  anomalies: AnomalyStore;
-  alerts: AlertDispatcher;
-  leases: Leases;
+  usage: ScanUsage;
+  meters: CatalogView<Meter>;
+  customers: CatalogView<Customer>;
+  thresholds: CatalogView<Threshold>;
+  billing?: BillingView;
+  anomalies: AnomalyRecords;
+  alerts: AlertSink;
+  leases: ScanLease;
   logger: Logger;
   params: DetectorParams;
-  /** Projected invoice / average of the last invoices above which a bill shock is raised. */
+  /** Projected invoice / median of the last three invoices above which a bill shock is raised. */
   billShockRatio: number;
 }
 
