@@ -38,26 +38,46 @@ export const TUNING_SEED = 1;
 export const EVALUATION_SEED = 2;
 /** More unseen seeds, summarised, to show the evaluation seed is not a lucky one. */
 export const EXTRA_SEEDS = [3, 4];
-const SCAN_INTERVAL_HOURS = 1;
-const MAX_DELAY_INTERVALS = 2;
-const RECOVERY_HOURS = 2;
+export const SCAN_INTERVAL_HOURS = 1;
+export const MAX_DELAY_INTERVALS = 2;
+export const RECOVERY_HOURS = 2;
 const TARGETS: Partial<Record<AnomalyLabel, { recall: number; precision: number }>> = { spike: { recall: 0.95, precision: 0.9 }, gap: { recall: 0.95, precision: 0.9 } };
 const VOLUME_BANDS = [20, 100, 1_000, 10_000] as const;
 
-interface Hit {
+/** The detection kinds the hourly replay follows. */
+export type ReplayKind = 'spike' | 'drop' | 'gap';
+
+export interface Hit {
   customer: string;
-  kind: AnomalyLabel;
+  kind: ReplayKind;
   /** Scan time in hours since the data's start (the judged hour's end). */
   scanHour: number;
   windowStartHour: number;
   windowEndHour: number;
   severity: Detection['severity'];
+  message: string;
 }
 
-interface Event {
+/** Consecutive hourly detections of one kind for one customer (× meter): one alert episode. */
+export interface Episode {
   customer: string;
-  kind: AnomalyLabel;
+  kind: ReplayKind;
   hits: Hit[];
+}
+
+/** One series to replay: a customer × meter's hourly values, index 0 = the data's start. */
+export interface ReplaySeries {
+  id: string;
+  values: readonly number[];
+  /** IANA zone for the wording of messages only (detection does not use it). */
+  timeZone?: string;
+}
+
+/** A labelled anomaly, as far as matching needs it: [startHour, startHour + hours) on one customer. */
+export interface MatchLabel {
+  customer: string;
+  startHour: number;
+  hours: number;
 }
 
 export interface KindResult {
@@ -89,49 +109,73 @@ export interface EvalResult {
   ms: number;
 }
 
-function quantile(sorted: number[], q: number): number | null {
+export function quantile(sorted: number[], q: number): number | null {
   if (sorted.length === 0) return null;
   return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
 }
 
-const overlaps = (aStart: number, aEnd: number, bStart: number, bEnd: number) => aStart < bEnd && bStart < aEnd;
+export const overlaps = (aStart: number, aEnd: number, bStart: number, bEnd: number) => aStart < bEnd && bStart < aEnd;
 
-export function evaluate(set: EvalSet, params: DetectorParams): EvalResult {
-  const t0 = performance.now();
-  const { startMs } = set.options;
-  const windowStart = set.hours - set.options.anomalyWeeks * 168;
+/**
+ * The scan replayed hourly: for every series and every hour in [fromHour, toHour), `detect` on the
+ * values up to and including that hour (as much history as `historyHours` asks for). Consecutive
+ * detections of one kind are one episode.
+ */
+export function replay(series: readonly ReplaySeries[], startMs: number, fromHour: number, toHour: number, params: DetectorParams): { episodes: Episode[]; calls: number } {
   const history = historyHours(params);
-  const describe = { unit: 'API calls', timeZone: 'UTC' };
-  const events: Event[] = [];
-  const messages = new Map<Hit, string>();
+  const episodes: Episode[] = [];
   let calls = 0;
-  for (const c of set.customers) {
-    const open = new Map<AnomalyLabel, Event>();
-    for (let t = windowStart; t < set.hours; t++) {
+  for (const c of series) {
+    const describe = { unit: 'API calls', timeZone: c.timeZone ?? 'UTC' };
+    const open = new Map<ReplayKind, Episode>();
+    for (let t = fromHour; t < toHour; t++) {
       const from = Math.max(0, t + 1 - history);
       const found = detect({ startMs: startMs + from * HOUR_MS, values: c.values.slice(from, t + 1) }, params, describe);
       calls++;
-      const seen = new Set<AnomalyLabel>();
+      const seen = new Set<ReplayKind>();
       for (const d of found) {
         if (d.kind !== 'spike' && d.kind !== 'drop' && d.kind !== 'gap') continue;
-        const hit: Hit = { customer: c.id, kind: d.kind, scanHour: t + 1, windowStartHour: (d.windowStartMs - startMs) / HOUR_MS, windowEndHour: (d.windowEndMs - startMs) / HOUR_MS, severity: d.severity };
-        messages.set(hit, d.message);
+        const hit: Hit = { customer: c.id, kind: d.kind, scanHour: t + 1, windowStartHour: (d.windowStartMs - startMs) / HOUR_MS, windowEndHour: (d.windowEndMs - startMs) / HOUR_MS, severity: d.severity, message: d.message };
         seen.add(d.kind);
         const ev = open.get(d.kind);
         if (ev) ev.hits.push(hit);
         else {
-          const created = { customer: c.id, kind: d.kind, hits: [hit] };
-          events.push(created);
+          const created: Episode = { customer: c.id, kind: d.kind, hits: [hit] };
+          episodes.push(created);
           open.set(d.kind, created);
         }
       }
       for (const k of [...open.keys()]) if (!seen.has(k)) open.delete(k);
     }
   }
+  return { episodes, calls };
+}
+
+/**
+ * When a label was detected: the earliest scan, at most `maxDelayHours` after its start, among the
+ * hits of `episodes` (the customer's episodes of the kinds that find it) whose window overlaps it.
+ * `late`: only later overlapping hits.
+ */
+export function detectionDelay(label: MatchLabel, episodes: readonly Episode[], maxDelayHours: number): { delayHours: number | null; late: boolean } {
+  const hits = episodes.flatMap((e) => e.hits).filter((h) => overlaps(h.windowStartHour, h.windowEndHour, label.startHour, label.startHour + label.hours));
+  const inTime = hits.filter((h) => h.scanHour - label.startHour <= maxDelayHours).map((h) => h.scanHour - label.startHour);
+  return inTime.length > 0 ? { delayHours: Math.min(...inTime), late: false } : { delayHours: null, late: hits.length > 0 };
+}
+
+/** The first of `labels` (one customer's) that `explains` accepts and that an episode's hits overlap, recovery hours included. */
+export function explainingLabel<L extends MatchLabel>(episode: Episode, labels: readonly L[], explains: (label: L) => boolean): L | undefined {
+  return labels.find((a) => explains(a) && episode.hits.some((h) => overlaps(h.windowStartHour, h.windowEndHour, a.startHour, a.startHour + a.hours + RECOVERY_HOURS)));
+}
+
+export function evaluate(set: EvalSet, params: DetectorParams): EvalResult {
+  const t0 = performance.now();
+  const { startMs } = set.options;
+  const windowStart = set.hours - set.options.anomalyWeeks * 168;
+  const { episodes: events, calls } = replay(set.customers, startMs, windowStart, set.hours, params);
 
   const byCustomer = new Map<string, InjectedAnomaly[]>();
   for (const a of set.anomalies) byCustomer.set(a.customer, [...(byCustomer.get(a.customer) ?? []), a]);
-  const eventsByCustomer = new Map<string, Event[]>();
+  const eventsByCustomer = new Map<string, Episode[]>();
   for (const e of events) eventsByCustomer.set(e.customer, [...(eventsByCustomer.get(e.customer) ?? []), e]);
 
   const kinds = {} as Record<AnomalyLabel, KindResult>;
@@ -146,14 +190,13 @@ export function evaluate(set: EvalSet, params: DetectorParams): EvalResult {
     for (const a of injected) {
       const band = bands.find((b) => a.expectedAtStart >= b.lo && a.expectedAtStart < b.hi);
       if (band) band.injected++;
-      const hits = (eventsByCustomer.get(a.customer) ?? []).filter((e) => e.kind === kind).flatMap((e) => e.hits).filter((h) => overlaps(h.windowStartHour, h.windowEndHour, a.startHour, a.startHour + a.hours));
-      const inTime = hits.filter((h) => h.scanHour - a.startHour <= MAX_DELAY_INTERVALS * SCAN_INTERVAL_HOURS).map((h) => h.scanHour - a.startHour);
-      if (inTime.length > 0) {
-        delays.push(Math.min(...inTime));
+      const found = detectionDelay(a, (eventsByCustomer.get(a.customer) ?? []).filter((e) => e.kind === kind), MAX_DELAY_INTERVALS * SCAN_INTERVAL_HOURS);
+      if (found.delayHours !== null) {
+        delays.push(found.delayHours);
         if (band) band.detected++;
       } else {
-        if (hits.length > 0) late++;
-        missed.push({ customer: a.customer, kind, startHour: a.startHour, hours: a.hours, factor: Number(a.factor.toFixed(2)), expectedAtStart: Number(a.expectedAtStart.toFixed(1)), late: hits.length > 0 });
+        if (found.late) late++;
+        missed.push({ customer: a.customer, kind, startHour: a.startHour, hours: a.hours, factor: Number(a.factor.toFixed(2)), expectedAtStart: Number(a.expectedAtStart.toFixed(1)), late: found.late });
       }
     }
     const kindEvents = events.filter((e) => e.kind === kind);
@@ -163,15 +206,15 @@ export function evaluate(set: EvalSet, params: DetectorParams): EvalResult {
     const matched = new Set<InjectedAnomaly>();
     for (const e of kindEvents) {
       const mine = byCustomer.get(e.customer) ?? [];
-      const match = mine.find((a) => a.kind === kind && e.hits.some((h) => overlaps(h.windowStartHour, h.windowEndHour, a.startHour, a.startHour + a.hours + RECOVERY_HOURS)));
+      const match = explainingLabel(e, mine, (a) => a.kind === kind);
       if (match) {
         if (matched.has(match)) duplicates++;
         matched.add(match);
         continue;
       }
       fp++;
-      if (mine.some((a) => e.hits.some((h) => overlaps(h.windowStartHour, h.windowEndHour, a.startHour, a.startHour + a.hours + RECOVERY_HOURS)))) cross++;
-      if (falsePositiveSamples.length < 40) falsePositiveSamples.push({ customer: e.customer, kind, scanHour: e.hits[0]!.scanHour, message: messages.get(e.hits[0]!) ?? '' });
+      if (explainingLabel(e, mine, () => true)) cross++;
+      if (falsePositiveSamples.length < 40) falsePositiveSamples.push({ customer: e.customer, kind, scanHour: e.hits[0]!.scanHour, message: e.hits[0]!.message });
     }
     fpTotal += fp;
     delays.sort((a, b) => a - b);
@@ -205,7 +248,7 @@ export function evaluate(set: EvalSet, params: DetectorParams): EvalResult {
   };
 }
 
-const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
+export const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
 
 function summaryLines(label: string, r: EvalResult): string[] {
   const lines = [`${label} (seed ${r.seed}, ${r.customers} customers, ${r.scannedHours} hourly scans each, ${r.ms} ms):`];
