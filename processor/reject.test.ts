@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ClickHouseError } from '@clickhouse/client';
-import { rejectsTheData } from './processor.ts';
+import { rejectsTheData } from './writer.ts';
 
 const chError = (type: string, code = '1') => new ClickHouseError({ message: `${type} happened`, code, type });
 
