@@ -4,6 +4,19 @@ import type { Logger } from '../common/logger.ts';
 import { AppError } from '../common/errors.ts';
 import type { Meter } from '../meter/index.ts';
 import { ROLLUP_AGG } from './plan.ts';
+import {
+  countIngestedBetween,
+  dimensionValuesAtCutoff,
+  quantitiesAtCutoff,
+  quantitiesByDimensionAtCutoff,
+  quantityAtCutoff,
+  subjectsIngestedBetween,
+  valuesAtCutoff,
+  type CutoffQuery,
+  type DimensionValue,
+  type SubjectCutoffQuery,
+  type TimeRange,
+} from './cutoff.ts';
 import { boundedQueryUsage, queryUsage, type UsageRequest, type UsageResult } from './query.ts';
 import { reconcile, type ReconcileLine } from './reconcile.ts';
 import { repair, type RepairResult } from './repair.ts';
@@ -37,6 +50,22 @@ export interface UsageStore {
   repair(meters: Meter[], opts: { fromMs: number; toMs: number }): Promise<RepairResult>;
   /** The time zones the store knows; they are also the ones requests may name from then on (`canonicalTimeZone`). */
   loadTimeZones(): Promise<string[]>;
+
+  // Usage at a cutoff (what billing prices; see usage/cutoff.ts): rows ingested at or before `cutoffMs`.
+  /** One subject's quantity of a meter over the ranges at the cutoff ('0' without rows). */
+  quantityAtCutoff(meter: Meter, q: SubjectCutoffQuery): Promise<string>;
+  /** Every subject's quantity, in one read (subjects without rows are absent): a close run over many customers. */
+  quantitiesAtCutoff(meter: Meter, q: CutoffQuery): Promise<Map<string, string>>;
+  /** One subject's quantity per value of the group-by key `dimension`. */
+  quantitiesByDimensionAtCutoff(meter: Meter, q: SubjectCutoffQuery, dimension: string): Promise<Map<string, string>>;
+  /** One subject's per-event values in event order (time, source, id). */
+  valuesAtCutoff(meter: Meter, q: SubjectCutoffQuery): Promise<string[]>;
+  /** As `valuesAtCutoff`, each with its value of the group-by key `dimension`. */
+  dimensionValuesAtCutoff(meter: Meter, q: SubjectCutoffQuery, dimension: string): Promise<DimensionValue[]>;
+  /** Subjects with rows (any meter) with event time in `period` ingested in (fromMs, toMs]. */
+  subjectsIngestedBetween(period: TimeRange, fromMs: number, toMs: number): Promise<Set<string>>;
+  /** How many rows (any meter) of `subject` with event time in `period` were ingested in (fromMs, toMs]. */
+  countIngestedBetween(subject: string, period: TimeRange, fromMs: number, toMs: number): Promise<number>;
 }
 
 export interface ClickHouseUsageStoreDeps {
@@ -84,5 +113,33 @@ export class ClickHouseUsageStore implements UsageStore {
     const zones = (await rs.json<{ time_zone: string }>()).map((r) => r.time_zone);
     useStoreTimeZones(zones);
     return zones;
+  }
+
+  quantityAtCutoff(meter: Meter, q: SubjectCutoffQuery): Promise<string> {
+    return quantityAtCutoff(this.deps.store, meter, q);
+  }
+
+  quantitiesAtCutoff(meter: Meter, q: CutoffQuery): Promise<Map<string, string>> {
+    return quantitiesAtCutoff(this.deps.store, meter, q);
+  }
+
+  quantitiesByDimensionAtCutoff(meter: Meter, q: SubjectCutoffQuery, dimension: string): Promise<Map<string, string>> {
+    return quantitiesByDimensionAtCutoff(this.deps.store, meter, q, dimension);
+  }
+
+  valuesAtCutoff(meter: Meter, q: SubjectCutoffQuery): Promise<string[]> {
+    return valuesAtCutoff(this.deps.store, meter, q);
+  }
+
+  dimensionValuesAtCutoff(meter: Meter, q: SubjectCutoffQuery, dimension: string): Promise<DimensionValue[]> {
+    return dimensionValuesAtCutoff(this.deps.store, meter, q, dimension);
+  }
+
+  subjectsIngestedBetween(period: TimeRange, fromMs: number, toMs: number): Promise<Set<string>> {
+    return subjectsIngestedBetween(this.deps.store, period, fromMs, toMs);
+  }
+
+  countIngestedBetween(subject: string, period: TimeRange, fromMs: number, toMs: number): Promise<number> {
+    return countIngestedBetween(this.deps.store, subject, period, fromMs, toMs);
   }
 }
