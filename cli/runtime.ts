@@ -256,6 +256,7 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
   const billing = store
     ? new Billing({
         store,
+        usage: usage!,
         meters: catalog.meters,
         customers: catalog.customers,
         plans: catalog.plans,

@@ -1,6 +1,6 @@
 import { Decimal } from '../common/decimal.ts';
 import type { Customer, Discount, Plan, Subscription } from './catalog.ts';
-import type { Invoice, InvoiceLine, LineKind } from './invoice-types.ts';
+import { lineSource, type Invoice, type InvoiceLine, type LineKind, type LineSource } from './invoice-types.ts';
 import { overlap, type Period } from './periods.ts';
 import { rate, roundMoney, toMinor } from './pricing/index.ts';
 import type { BreakdownRow, Price, RateInput } from './pricing/types.ts';
@@ -123,10 +123,11 @@ export function buildInvoice(input: BuildInput): Invoice {
   const currency = customer.currency;
   const mode = input.rounding ?? 'half_up';
   const lines: InvoiceLine[] = [];
-  const add = (kind: LineKind, key: string, l: Omit<InvoiceLine, 'id' | 'kind' | 'amount' | 'amountMinor'> & { exact: string }) => {
+  // `source` says in data what `key` says in the id; the id stays as it always was (it keys Stripe items).
+  const add = (kind: LineKind, key: string, source: LineSource, l: Omit<InvoiceLine, 'id' | 'kind' | 'amount' | 'amountMinor' | 'source'> & { exact: string }) => {
     const amount = roundMoney(l.exact, currency, mode);
     const { exact: _e, ...rest } = l;
-    const line: InvoiceLine = { id: `${input.invoiceId}:${kind}:${key}`, kind, ...rest, amount, amountMinor: toMinor(amount, currency) };
+    const line: InvoiceLine = { id: `${input.invoiceId}:${kind}:${key}`, kind, ...rest, amount, amountMinor: toMinor(amount, currency), source };
     lines.push(line);
     return line;
   };
@@ -149,7 +150,7 @@ export function buildInvoice(input: BuildInput): Invoice {
       if (!r) continue;
       const s = share(r.start, r.end);
       const exact = fee.mul(s);
-      add('base_fee', `arrears:${i}`, {
+      add('base_fee', `arrears:${i}`, { kind: 'base_fee', timing: 'arrears', phase: i }, {
         description: `${p.plan.name} base fee${s.eq(1) ? '' : ' (prorated)'}`,
         periodStart: iso(r.start),
         periodEnd: iso(r.end),
@@ -165,7 +166,7 @@ export function buildInvoice(input: BuildInput): Invoice {
     if (input.firstPeriod && r && i === firstPhase) {
       const s = share(r.start, period.end);
       const exact = fee.mul(s);
-      add('base_fee', `advance-current:${i}`, {
+      add('base_fee', `advance-current:${i}`, { kind: 'base_fee', timing: 'advance-current', phase: i }, {
         description: `${p.plan.name} base fee, in advance${s.eq(1) ? '' : ' (prorated)'}`,
         periodStart: iso(r.start),
         periodEnd: iso(period.end),
@@ -185,7 +186,7 @@ export function buildInvoice(input: BuildInput): Invoice {
     const s = share(t, period.end);
     if (cur.plan.baseFee?.timing === 'advance') {
       const exact = feeOf(cur.plan).mul(s).neg();
-      add('proration', `credit:${i}`, {
+      add('proration', `credit:${i}`, { kind: 'proration', side: 'credit', phase: i }, {
         description: `Unused time on ${cur.plan.name} after ${iso(t)}`,
         periodStart: iso(t),
         periodEnd: iso(period.end),
@@ -197,7 +198,7 @@ export function buildInvoice(input: BuildInput): Invoice {
     }
     if (next?.plan.baseFee?.timing === 'advance') {
       const exact = feeOf(next.plan).mul(s);
-      add('proration', `charge:${i + 1}`, {
+      add('proration', `charge:${i + 1}`, { kind: 'proration', side: 'charge', phase: i + 1 }, {
         description: `Remaining time on ${next.plan.name} from ${iso(t)}`,
         periodStart: iso(t),
         periodEnd: iso(period.end),
@@ -215,7 +216,7 @@ export function buildInvoice(input: BuildInput): Invoice {
     if (p?.plan.baseFee?.timing === 'advance') {
       const to = Math.min(np.end, p.end);
       const s = share(np.start, to, np.end - np.start);
-      add('base_fee', 'advance-next', {
+      add('base_fee', 'advance-next', { kind: 'base_fee', timing: 'advance-next' }, {
         description: `${p.plan.name} base fee, in advance for the next period${s.eq(1) ? '' : ' (prorated)'}`,
         periodStart: iso(np.start),
         periodEnd: iso(to),
@@ -228,12 +229,12 @@ export function buildInvoice(input: BuildInput): Invoice {
   }
 
   // 2. Usage.
-  const usageLines: InvoiceLine[] = [];
+  const usageLines: { line: InvoiceLine; group: UsageGroup }[] = [];
   for (const g of usageGroups(sub, plans, period)) {
     const u = input.usage[g.id] ?? { quantity: '0' };
     const r = rate(g.price, u);
     const single = r.breakdown.length === 1 ? r.breakdown[0]!.unitPrice : undefined;
-    const line = add('usage', g.id, {
+    const line = add('usage', g.id, { kind: 'usage', charge: g.id }, {
       description: g.description,
       meter: g.meter,
       periodStart: iso(g.ranges[0]!.start),
@@ -243,18 +244,18 @@ export function buildInvoice(input: BuildInput): Invoice {
       breakdown: r.breakdown,
       exact: r.amount,
     });
-    usageLines.push(line);
+    usageLines.push({ line, group: g });
   }
 
   // 3. Line discounts, minimum commitment, invoice discounts.
   const discounts: Discount[] = sub.discounts ?? [];
   discounts.forEach((d, i) => {
     if (!d.charge) return;
-    for (const l of usageLines.filter((x) => x.id.endsWith(`:usage:${d.charge}`) || x.id.includes(`:usage:${d.charge}#`))) {
+    for (const { line: l, group } of usageLines.filter((x) => x.group.id === d.charge || x.group.id.startsWith(`${d.charge}#`))) {
       const base = D(l.amount);
       const off = d.type === 'percent' ? base.mul(d.value).div(100) : Decimal.min(D(d.value), base);
       if (off.lte(0)) continue;
-      add('discount', `line:${i}:${l.id.split(':usage:')[1]}`, {
+      add('discount', `line:${i}:${group.id}`, { kind: 'discount', index: i, charge: group.id }, {
         description: d.description ?? `Discount on ${l.description} (${d.type === 'percent' ? `${d.value}%` : d.value})`,
         periodStart: l.periodStart,
         periodEnd: l.periodEnd,
@@ -270,10 +271,10 @@ export function buildInvoice(input: BuildInput): Invoice {
   if (minimum && activeMs > 0) {
     const s = share(0, activeMs);
     const prorated = D(minimum).mul(s);
-    const usageTotal = usageLines.reduce((a, l) => a.plus(l.amount), D(0));
+    const usageTotal = usageLines.reduce((a, { line: l }) => a.plus(l.amount), D(0));
     if (usageTotal.lt(prorated)) {
       const exact = prorated.minus(usageTotal);
-      add('minimum_true_up', 'minimum', {
+      add('minimum_true_up', 'minimum', { kind: 'minimum_true_up' }, {
         description: `Minimum commitment of ${minimum}${s.eq(1) ? '' : ' (prorated)'}: true-up`,
         periodStart: iso(period.start),
         periodEnd: iso(period.end),
@@ -291,7 +292,7 @@ export function buildInvoice(input: BuildInput): Invoice {
     const subtotal = lines.reduce((a, l) => a.plus(l.amount), D(0));
     if (subtotal.lte(0)) return;
     const off = d.type === 'percent' ? subtotal.mul(d.value).div(100) : Decimal.min(D(d.value), subtotal);
-    add('discount', `invoice:${i}`, {
+    add('discount', `invoice:${i}`, { kind: 'discount', index: i }, {
       description: d.description ?? `Discount (${d.type === 'percent' ? `${d.value}%` : d.value})`,
       periodStart: iso(period.start),
       periodEnd: iso(period.end),
@@ -303,7 +304,7 @@ export function buildInvoice(input: BuildInput): Invoice {
 
   // 4. Adjustments, corrections, prepaid credits.
   for (const a of input.adjustments ?? []) {
-    add('adjustment', a.id, {
+    add('adjustment', a.id, { kind: 'adjustment', adjustmentId: a.id }, {
       description: a.description,
       periodStart: iso(period.start),
       periodEnd: iso(period.end),
@@ -313,7 +314,7 @@ export function buildInvoice(input: BuildInput): Invoice {
     });
   }
   for (const c of input.corrections ?? []) {
-    add('correction', `${c.chargeKey}:${c.period.start}`, {
+    add('correction', `${c.chargeKey}:${c.period.start}`, { kind: 'correction', charge: c.chargeKey, periodStartMs: c.period.start }, {
       description: `Late usage for ${iso(c.period.start).slice(0, 10)} – ${iso(c.period.end).slice(0, 10)}: ${c.chargeKey} (${D(c.quantityDelta).gte(0) ? '+' : ''}${c.quantityDelta})`,
       meter: c.meter,
       periodStart: iso(c.period.start),
@@ -332,7 +333,7 @@ export function buildInvoice(input: BuildInput): Invoice {
     const left = D(g.amount).minus(g.drawn);
     if (left.lte(0)) continue;
     const draw = Decimal.min(left, total);
-    const line = add('credit', g.id, {
+    const line = add('credit', g.id, { kind: 'credit', grantId: g.id }, {
       description: `Prepaid credit ${g.id}${g.expiresAtMs ? ` (expires ${iso(g.expiresAtMs).slice(0, 10)})` : ''}`,
       periodStart: iso(period.start),
       periodEnd: iso(period.end),
@@ -363,9 +364,9 @@ export function buildInvoice(input: BuildInput): Invoice {
 export function usageAmounts(inv: Invoice): Map<string, Decimal> {
   const out = new Map<string, Decimal>();
   for (const l of inv.lines) {
-    if (l.kind !== 'usage' && l.kind !== 'minimum_true_up' && !(l.kind === 'discount' && l.id.includes(':discount:line:'))) continue;
-    const key = l.kind === 'usage' ? l.id.split(':usage:')[1]! : l.kind === 'minimum_true_up' ? '(minimum)' : l.id.split(':').at(-1)!;
-    out.set(key, (out.get(key) ?? D(0)).plus(l.amount));
+    const src = lineSource(l);
+    const key = src.kind === 'usage' ? src.charge : src.kind === 'minimum_true_up' ? '(minimum)' : src.kind === 'discount' && 'charge' in src ? src.charge : undefined;
+    if (key !== undefined) out.set(key, (out.get(key) ?? D(0)).plus(l.amount));
   }
   return out;
 }

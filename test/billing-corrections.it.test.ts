@@ -3,6 +3,7 @@ import type { NatsServerHandle } from '../common/nats-server.ts';
 import { Leases } from '../common/lease.ts';
 import { silentLogger } from '../common/logger.ts';
 import { Billing, type Invoice } from '../rater/index.ts';
+import { ClickHouseUsageStore } from '../usage/index.ts';
 import { client, total } from './api-client.ts';
 import { ce, eventually, startTestNats, startTestRuntime, testConfig, type TestRuntime } from './harness.ts';
 
@@ -28,6 +29,7 @@ describe('billing close: corrections of many subscriptions', () => {
   const billingWith = async (graceMs: number, holder: string) =>
     new Billing({
       store: rt.store!,
+      usage: new ClickHouseUsageStore({ store: rt.store! }),
       meters: rt.catalog.meters,
       customers: rt.catalog.customers,
       plans: rt.catalog.plans,

@@ -2,6 +2,7 @@ import { Leases } from '../../common/lease.ts';
 import { silentLogger } from '../../common/logger.ts';
 import { AnomalyStore } from '../../anomaly/index.ts';
 import { Billing, fromLocal, localParts, type Invoice } from '../../rater/index.ts';
+import { ClickHouseUsageStore } from '../../usage/index.ts';
 import { client, total } from '../api-client.ts';
 import { ce, eventually, type TestRuntime } from '../harness.ts';
 
@@ -87,6 +88,7 @@ export async function seed(rt: TestRuntime): Promise<Seeded> {
     const periodEnd = monthStartIn(cust.timeZone, now, 0);
     const billing = new Billing({
       store: rt.store!,
+      usage: new ClickHouseUsageStore({ store: rt.store! }),
       meters: rt.catalog.meters,
       customers: rt.catalog.customers,
       plans: rt.catalog.plans,
