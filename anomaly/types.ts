@@ -79,3 +79,34 @@ export interface DescribeOptions {
   /** IANA zone for the times in messages. */
   timeZone: string;
 }
+
+/**
+ * An anomaly as stored and as GET /api/v1/anomalies returns it (`Anomaly` of ./store.ts, here so
+ * the browser code can import the type; api/contracts.test.ts checks at compile time that the
+ * two stay equal).
+ */
+export interface AnomalyRecord {
+  id: string;
+  customer: string;
+  /** Meter slug; empty for bill shock (the whole invoice). */
+  meter: string;
+  kind: AnomalyKind;
+  status: 'open' | 'acknowledged' | 'resolved';
+  severity: Severity;
+  score: number;
+  windowStart: string;
+  windowEnd: string;
+  observed: number;
+  baseline: number;
+  spread: number;
+  message: string;
+  detail: Record<string, unknown>;
+  detections: number;
+  firstDetectedAt: string;
+  lastDetectedAt: string;
+  acknowledgedBy: string;
+  acknowledgedAt: string | null;
+  resolvedBy: string;
+  resolvedAt: string | null;
+  resolutionNote: string;
+}

@@ -5,23 +5,9 @@ import type { Meter } from '../meter/index.ts';
 import { fromLocal, localParts, type Billing, type Customer, type Period, type Plan, type Subscription } from '../rater/index.ts';
 import type { AnomalyStore } from '../anomaly/index.ts';
 import type { UsageStore } from '../usage/index.ts';
+import type { Accounts, AccountSummary } from './contracts.ts';
 
-/** One customer as the dashboard's Accounts page shows it: current period, usage so far, projection, open alerts. */
-export interface AccountSummary {
-  customer: { key: string; name: string; currency: string; timeZone: string };
-  /** The current billing period (subscription) or, without one, the calendar month in the customer's zone. */
-  period: { start: string; end: string; source: 'subscription' | 'calendar_month' };
-  subscriptions: { id: string; plan: string; planName: string }[];
-  /** Usage of every meter in [period.start, asOf), exact decimal strings ("0" when none). */
-  usage: { meter: string; name: string; aggregation: string; value: string }[];
-  /** Sum over the customer's active subscriptions; null without one (or if it cannot be priced, with `projectedError`). */
-  projected: { amountSoFar: string; projectedTotal: string; currency: string } | null;
-  projectedError?: string;
-  /** Anomalies not resolved yet (open or acknowledged). */
-  openAnomalies: number;
-  /** The worst severity among them, or null. */
-  worstSeverity: string | null;
-}
+export type { AccountSummary } from './contracts.ts';
 
 export interface AccountDeps {
   usage: UsageStore;
@@ -49,7 +35,7 @@ export function calendarMonth(nowMs: number, tz: string): Period {
  * meter and distinct period start (grouped by subject), one projection per customer (the
  * rater's), and one anomaly listing for all of them.
  */
-export async function accountSummaries(deps: AccountDeps, keys: string[], nowMs: number): Promise<{ asOf: string; items: AccountSummary[] }> {
+export async function accountSummaries(deps: AccountDeps, keys: string[], nowMs: number): Promise<Accounts> {
   const toMs = Math.ceil(nowMs / 60_000) * 60_000;
   const customers = keys.map((k) => deps.customers.get(k)).filter((c): c is Customer => c !== undefined);
   const meters = deps.meters.list().sort((a, b) => a.slug.localeCompare(b.slug));

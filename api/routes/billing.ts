@@ -19,6 +19,7 @@ import {
 } from '../../rater/index.ts';
 import type { AppDeps } from '../app.ts';
 import { isoTime, jsonBody, parseWith, sendCsv, sendJsonStream, timeZoneParam, wantsCsv } from '../http.ts';
+import { AdjustmentKinds, type InvoiceHead, type Items, type ProjectedInvoices } from '../contracts.ts';
 
 export interface BillingRouteDeps {
   billing: Billing;
@@ -64,7 +65,7 @@ export function registerBillingRoutes(app: FastifyInstance, deps: AppDeps & { us
   app.get<{ Params: { key: string } }>('/api/v1/customers/:key/projected-invoice', {
     config: { scope: 'read' },
     schema: { tags, summary: "The customer's current period: invoice so far and projected to period end at the current run rate", response: { 200: obj } },
-  }, async (req) => {
+  }, async (req): Promise<ProjectedInvoices<Invoice>> => {
     b.billing.customer(req.params.key);
     const items = await b.billing.projected(req.params.key, Date.now());
     return { customer: req.params.key, subscriptions: items.map((i) => ({ periodStart: new Date(i.period.start).toISOString(), periodEnd: new Date(i.period.end).toISOString(), elapsedShare: i.elapsedShare, amountSoFar: i.soFar.total, projectedTotal: i.projected.total, currency: i.soFar.currency, soFar: i.soFar, projected: i.projected })) };
@@ -151,7 +152,7 @@ export function registerBillingRoutes(app: FastifyInstance, deps: AppDeps & { us
     if (q.status !== 'draft') out.push(...(await b.billing.finalized({ customer: q.customer, periodFromMs: q.from, periodToMs: q.to })).map((s) => s.invoice));
     if (q.status !== 'finalized') out.push(...(await b.billing.drafts(Date.now(), q.customer)).filter((i) => (!q.from || Date.parse(i.periodStart) >= q.from) && (!q.to || Date.parse(i.periodStart) < q.to)));
     if (wantsCsv(req)) return sendCsv(reply, 'invoices.csv', INVOICE_CSV_HEADER, out.flatMap(invoiceCsvRows));
-    return { items: out.map(({ lines: _l, ...head }) => ({ ...head, lineCount: _l.length })) };
+    return { items: out.map(({ lines: _l, ...head }) => ({ ...head, lineCount: _l.length })) } satisfies Items<InvoiceHead<Invoice>>;
   });
   app.get<{ Params: { id: string }; Querystring: Record<string, string> }>('/api/v1/invoices/:id', {
     config: scope,
@@ -188,7 +189,7 @@ export function registerBillingRoutes(app: FastifyInstance, deps: AppDeps & { us
   const AdjustmentInput = z
     .object({
       customer: z.string().min(1),
-      kind: z.enum(['credit', 'charge', 'usage_correction', 'credit_grant']),
+      kind: z.enum(AdjustmentKinds),
       amount: z.string().regex(/^\d+(\.\d+)?$/, 'amount must be a non-negative decimal string').optional(),
       meter: z.string().optional(),
       quantity: z.string().regex(/^-?\d+(\.\d+)?$/, 'quantity must be a decimal string').optional(),

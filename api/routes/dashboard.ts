@@ -5,25 +5,13 @@ import type { UsageStore } from '../../usage/index.ts';
 import type { AppDeps } from '../app.ts';
 import { accountSummaries, type AccountDeps } from '../accounts.ts';
 import { parseWith } from '../http.ts';
+import { AccountSchema, AccountsSchema, WhoAmISchema, type Account, type WhoAmI } from '../contracts.ts';
+import { responseSchema } from '../response-schema.ts';
 import { localParts } from '../../rater/index.ts';
 
 const DAY = 86_400_000;
 
 const obj = { type: 'object', additionalProperties: true } as const;
-
-const accountSchema = {
-  type: 'object',
-  properties: {
-    customer: { type: 'object', properties: { key: { type: 'string' }, name: { type: 'string' }, currency: { type: 'string' }, timeZone: { type: 'string' } } },
-    period: { type: 'object', properties: { start: { type: 'string', format: 'date-time' }, end: { type: 'string', format: 'date-time' }, source: { type: 'string', enum: ['subscription', 'calendar_month'] } } },
-    subscriptions: { type: 'array', items: { type: 'object', properties: { id: { type: 'string' }, plan: { type: 'string' }, planName: { type: 'string' } } } },
-    usage: { type: 'array', items: { type: 'object', properties: { meter: { type: 'string' }, name: { type: 'string' }, aggregation: { type: 'string' }, value: { type: 'string', description: 'exact decimal string' } } } },
-    projected: { type: 'object', nullable: true, properties: { amountSoFar: { type: 'string' }, projectedTotal: { type: 'string' }, currency: { type: 'string' } } },
-    projectedError: { type: 'string' },
-    openAnomalies: { type: 'integer' },
-    worstSeverity: { type: 'string', nullable: true },
-  },
-};
 
 /**
  * Aggregate reads the dashboard needs in one request each (no N+1 from the browser): who the
@@ -35,9 +23,9 @@ export function registerDashboardRoutes(app: FastifyInstance, deps: AppDeps & { 
     schema: {
       tags: ['access'],
       summary: 'The API key making the request: its id, name and scopes (never the key); any valid key',
-      response: { 200: { type: 'object', properties: { id: { type: 'string' }, name: { type: 'string' }, scopes: { type: 'array', items: { type: 'string' } }, prefix: { type: 'string' } } } },
+      response: { 200: responseSchema(WhoAmISchema) },
     },
-  }, async (req) => {
+  }, async (req): Promise<WhoAmI> => {
     const k = req.apiKey!;
     return { id: k.id, name: k.name, scopes: k.scopes, prefix: k.prefix };
   });
@@ -52,14 +40,14 @@ export function registerDashboardRoutes(app: FastifyInstance, deps: AppDeps & { 
       tags: ['dashboard'],
       summary: "Every customer's current period at a glance: usage per meter so far, projected invoice, open anomalies",
       description: 'Usage values are exact decimal strings over [period start, asOf); asOf is now rounded up to the minute. One request for the whole Accounts page.',
-      response: { 200: { type: 'object', properties: { asOf: { type: 'string', format: 'date-time' }, items: { type: 'array', items: accountSchema } } } },
+      response: { 200: responseSchema(AccountsSchema) },
     },
   }, async () => accountSummaries(accountDeps, b.customers.list().map((c) => c.key).sort(), Date.now()));
 
   app.get<{ Params: { customer: string } }>('/api/v1/accounts/:customer', {
     config: { scope: 'read' },
-    schema: { tags: ['dashboard'], summary: "One customer's current period at a glance (as in GET /api/v1/accounts)", response: { 200: { type: 'object', properties: { asOf: { type: 'string' }, ...accountSchema.properties } }, 404: { $ref: 'Error#' } } },
-  }, async (req) => {
+    schema: { tags: ['dashboard'], summary: "One customer's current period at a glance (as in GET /api/v1/accounts)", response: { 200: responseSchema(AccountSchema), 404: { $ref: 'Error#' } } },
+  }, async (req): Promise<Account> => {
     b.billing.customer(req.params.customer);
     const r = await accountSummaries(accountDeps, [req.params.customer], Date.now());
     return { asOf: r.asOf, ...r.items[0]! };

@@ -7,6 +7,8 @@ import { accountSummaries } from '../accounts.ts';
 import { isoTime, jsonBody, parseWith, stringList, timeZoneParam } from '../http.ts';
 import { canonicalTimeZone, USAGE_QUERY_LIMITS_TEXT, WindowSizes, type UsageStore } from '../../usage/index.ts';
 import type { BillingRouteDeps } from './billing.ts';
+import { PortalTokenCreatedSchema, PortalTokenRecordSchema, type Account, type InvoiceHead, type Items, type PortalAlert, type PortalMeter, type PortalTokenCreated, type ProjectedInvoices } from '../contracts.ts';
+import { responseSchema } from '../response-schema.ts';
 
 const obj = { type: 'object', additionalProperties: true } as const;
 const portal = { portal: true } as const;
@@ -41,7 +43,7 @@ function portalCustomer(req: FastifyRequest): string {
 }
 
 /** Anomalies as the customer sees them: what happened and its state; not who handled it internally. */
-const publicAlert = (a: { id: string; kind: string; severity: string; status: string; meter: string; message: string; windowStart: string; windowEnd: string; firstDetectedAt: string; lastDetectedAt: string }) => ({
+const publicAlert = (a: PortalAlert): PortalAlert => ({
   id: a.id,
   kind: a.kind,
   severity: a.severity,
@@ -62,7 +64,7 @@ const publicAlert = (a: { id: string; kind: string; severity: string; status: st
  */
 export function registerPortalRoutes(app: FastifyInstance, deps: AppDeps & { usage: UsageStore }, b: BillingRouteDeps): void {
   const tokens = deps.portalTokens;
-  const tokenSchema = { type: 'object', properties: { id: { type: 'string' }, customer: { type: 'string' }, name: { type: 'string' }, prefix: { type: 'string' }, createdAt: { type: 'string' }, expiresAt: { type: 'string', nullable: true }, createdBy: { type: 'string' } } };
+  const tokenSchema = responseSchema(PortalTokenRecordSchema);
   if (tokens) {
     app.post('/api/v1/portal-tokens', {
       config: { scope: 'admin' },
@@ -70,7 +72,7 @@ export function registerPortalRoutes(app: FastifyInstance, deps: AppDeps & { usa
         tags: ['access'],
         summary: 'Create a customer-portal token (mlp_..., shown once) bound to one customer',
         body: { type: 'object', required: ['customer'], properties: { customer: { type: 'string' }, name: { type: 'string' }, expiresAt: { type: 'string', format: 'date-time' } } },
-        response: { 201: { type: 'object', properties: { token: { type: 'string' }, portalUrl: { type: 'string', description: 'relative link that signs the customer in to the portal UI' }, record: tokenSchema } }, 400: { $ref: 'Error#' }, 404: { $ref: 'Error#' } },
+        response: { 201: responseSchema(PortalTokenCreatedSchema), 400: { $ref: 'Error#' }, 404: { $ref: 'Error#' } },
       },
     }, async (req, reply) => {
       const input = parseWith(TokenInput, jsonBody(req));
@@ -78,7 +80,7 @@ export function registerPortalRoutes(app: FastifyInstance, deps: AppDeps & { usa
       if (input.expiresAt !== undefined && input.expiresAt <= Date.now()) throw new AppError('REQUEST_INVALID', 'expiresAt must be in the future', { details: { errors: [{ field: 'body.expiresAt', reason: 'must be in the future' }] } });
       const { token, record } = await tokens.create({ customer: input.customer, name: input.name, expiresAt: input.expiresAt !== undefined ? new Date(input.expiresAt).toISOString() : null, createdBy: req.apiKeyId ?? 'unknown' });
       // The token travels in the fragment: browsers never send it to a server or log it.
-      return reply.status(201).send({ token, portalUrl: `/ui/portal/#token=${token}`, record });
+      return reply.status(201).send({ token, portalUrl: `/ui/portal/#token=${token}`, record } satisfies PortalTokenCreated);
     });
     app.get<{ Querystring: { customer?: string } }>('/api/v1/portal-tokens', {
       config: { scope: 'admin' },
@@ -101,7 +103,7 @@ export function registerPortalRoutes(app: FastifyInstance, deps: AppDeps & { usa
   app.get<{ Querystring: Record<string, string> }>('/api/v1/portal/account', {
     config: portal,
     schema: { tags, security, summary: "The token's customer: name, currency, time zone, current period, usage so far, projected total, open alerts", querystring: { type: 'object', properties: customerParam }, response: { 200: obj } },
-  }, async (req) => {
+  }, async (req): Promise<Account> => {
     const customer = portalCustomer(req);
     const r = await accountSummaries(accountDeps, [customer], Date.now());
     const item = r.items[0];
@@ -113,7 +115,7 @@ export function registerPortalRoutes(app: FastifyInstance, deps: AppDeps & { usa
   app.get<{ Querystring: Record<string, string> }>('/api/v1/portal/meters', {
     config: portal,
     schema: { tags, security, summary: "The meters on the customer's plans", querystring: { type: 'object', properties: customerParam }, response: { 200: { type: 'array', items: obj } } },
-  }, async (req) => customerMeters(portalCustomer(req)).map((m) => ({ slug: m.slug, name: m.name ?? m.slug, aggregation: m.aggregation, groupBy: Object.keys(m.groupBy ?? {}) })));
+  }, async (req) => customerMeters(portalCustomer(req)).map((m): PortalMeter => ({ slug: m.slug, name: m.name ?? m.slug, aggregation: m.aggregation, groupBy: Object.keys(m.groupBy ?? {}) })));
 
   app.get<{ Params: { meter: string }; Querystring: Record<string, string | string[]> }>('/api/v1/portal/meters/:meter/query', {
     config: portal,
@@ -144,7 +146,7 @@ export function registerPortalRoutes(app: FastifyInstance, deps: AppDeps & { usa
   app.get<{ Querystring: Record<string, string> }>('/api/v1/portal/projected-invoice', {
     config: portal,
     schema: { tags, security, summary: "The customer's current period: invoice so far and projected to period end", querystring: { type: 'object', properties: customerParam }, response: { 200: obj } },
-  }, async (req) => {
+  }, async (req): Promise<ProjectedInvoices<Invoice>> => {
     const customer = portalCustomer(req);
     const items = await b.billing.projected(customer, Date.now());
     return { customer, subscriptions: items.map((i) => ({ periodStart: new Date(i.period.start).toISOString(), periodEnd: new Date(i.period.end).toISOString(), elapsedShare: i.elapsedShare, amountSoFar: i.soFar.total, projectedTotal: i.projected.total, currency: i.soFar.currency, soFar: i.soFar, projected: i.projected })) };
@@ -154,7 +156,7 @@ export function registerPortalRoutes(app: FastifyInstance, deps: AppDeps & { usa
   app.get<{ Querystring: Record<string, string> }>('/api/v1/portal/invoices', {
     config: portal,
     schema: { tags, security, summary: "The customer's invoices (finalized, and drafts in their grace period), newest first", querystring: { type: 'object', properties: customerParam }, response: { 200: obj } },
-  }, async (req) => {
+  }, async (req): Promise<Items<InvoiceHead<Invoice>>> => {
     const list = await customerInvoices(portalCustomer(req));
     return { items: list.sort((x, y) => y.periodStart.localeCompare(x.periodStart)).map(({ lines, ...head }) => ({ ...head, lineCount: lines.length })) };
   });
@@ -173,7 +175,7 @@ export function registerPortalRoutes(app: FastifyInstance, deps: AppDeps & { usa
   app.get<{ Querystring: Record<string, string> }>('/api/v1/portal/anomalies', {
     config: portal,
     schema: { tags, security, summary: "The customer's usage alerts (spikes, drops, gaps, thresholds, bill shock), newest first", querystring: { type: 'object', properties: customerParam }, response: { 200: obj } },
-  }, async (req) => {
+  }, async (req): Promise<Items<PortalAlert>> => {
     const customer = portalCustomer(req);
     const items = deps.anomalies ? await deps.anomalies.anomalies.list({ customer, limit: 200 }) : [];
     return { items: items.filter((a) => a.customer === customer).map(publicAlert) };

@@ -3,7 +3,7 @@ import { ApiError, createApi, session, type Query } from './api.ts';
 import { anomaliesView, invoicesView, projectedView, usagePanel, type MeterInfo } from './components.ts';
 import { h, note, replace, section } from './dom.ts';
 import { money, period, zoneName } from './format.ts';
-import type { AccountSummary, Anomaly, Invoice, InvoiceHead, Projected, UsageResult } from './types.ts';
+import type { Account, Anomaly, Invoice, InvoiceHead, PortalMeter, Projected, UsageResult } from './types.ts';
 
 /**
  * The customer portal: one customer's usage, projected cost, invoices and usage alerts, through
@@ -61,9 +61,9 @@ function refused(err: unknown): boolean {
 }
 
 async function show(): Promise<void> {
-  let acc: AccountSummary;
+  let acc: Account;
   try {
-    acc = await api.get<AccountSummary>('/api/v1/portal/account', scoped());
+    acc = await api.get<Account>('/api/v1/portal/account', scoped());
   } catch (err) {
     if (refused(err)) return;
     if (err instanceof ApiError && err.status === 401) return; // signIn() already shown
@@ -108,7 +108,7 @@ async function show(): Promise<void> {
   const fail = (el: HTMLElement) => (err: unknown) => {
     if (!refused(err)) replace(el, note((err as Error).message, 'error'));
   };
-  api.get<{ slug: string; name: string; aggregation: string; groupBy: string[] }[]>('/api/v1/portal/meters', scoped()).then((ms) => {
+  api.get<PortalMeter[]>('/api/v1/portal/meters', scoped()).then((ms) => {
     const infos: MeterInfo[] = ms.map((m) => ({ slug: m.slug, name: m.name, aggregation: m.aggregation, groupBy: m.groupBy }));
     replace(usageEl, usagePanel({ meters: infos, timeZone: tz, periodStart: acc.period.start, idPrefix: 'portal', query: (m, q) => api.get<UsageResult>(`/api/v1/portal/meters/${encodeURIComponent(m)}/query`, scoped(q)) }).el);
   }, fail(usageEl));

@@ -3,7 +3,7 @@ import type { Page, PageContext } from '../context.ts';
 import { anomaliesView, invoicesView, projectedView, usagePanel, type Cleanup, type MeterInfo } from '../components.ts';
 import { h, note, num, replace, section, table } from '../dom.ts';
 import { dateTime, money, period, zoneName } from '../format.ts';
-import type { AccountSummary, Adjustment, Anomaly, Invoice, InvoiceHead, Meter, PortalTokenRecord, Projected, UsageResult } from '../types.ts';
+import type { Account, AccountSummary, Adjustment, Anomaly, Invoice, InvoiceHead, Meter, PortalTokenCreated, PortalTokenRecord, Projected, UsageResult } from '../types.ts';
 
 const REASON_CODES = ['goodwill', 'outage_credit', 'billing_error', 'duplicate_usage', 'contract_change', 'prepaid', 'other'];
 
@@ -45,9 +45,9 @@ export const accountPage: Page = (ctx, [rawKey]) => {
   ctx.title(key);
 
   void (async () => {
-    let acc: AccountSummary;
+    let acc: Account;
     try {
-      acc = await ctx.api.get<AccountSummary>(`/api/v1/accounts/${encodeURIComponent(key)}`);
+      acc = await ctx.api.get<Account>(`/api/v1/accounts/${encodeURIComponent(key)}`);
     } catch (err) {
       replace(head, h('h1', {}, key), note((err as Error).message, 'error'));
       for (const el of [usageEl, projectedEl, invoicesEl, anomaliesEl]) replace(el);
@@ -264,7 +264,7 @@ function portal(ctx: PageContext, el: HTMLElement, acc: AccountSummary): void {
   create.addEventListener('click', () => {
     create.disabled = true;
     const expiresAt = days.value ? new Date(Date.now() + Number(days.value) * 86_400_000).toISOString() : undefined;
-    ctx.api.post<{ token: string; portalUrl: string }>('/api/v1/portal-tokens', { customer: key, ...(expiresAt ? { expiresAt } : {}) }).then(
+    ctx.api.post<PortalTokenCreated>('/api/v1/portal-tokens', { customer: key, ...(expiresAt ? { expiresAt } : {}) }).then(
       (r) => {
         const url = new URL(r.portalUrl, location.origin).toString();
         const input = h('input', { id: 'portal-link', type: 'text', readonly: true, value: url, class: 'mono' });

@@ -3,7 +3,7 @@ import type { Page } from '../context.ts';
 import { SEVERITY_KIND } from '../components.ts';
 import { badge, h, note, num, replace } from '../dom.ts';
 import { compareDecimal, money, period } from '../format.ts';
-import type { AccountSummary } from '../types.ts';
+import type { Accounts, AccountSummary } from '../types.ts';
 
 const POLL_MS = 5_000;
 
@@ -101,7 +101,7 @@ export const accountsPage: Page = (ctx) => {
   let stopped = false;
   const load = async () => {
     try {
-      const r = await ctx.api.get<{ asOf: string; items: AccountSummary[] }>('/api/v1/accounts');
+      const r = await ctx.api.get<Accounts>('/api/v1/accounts');
       items = r.items;
       asOf = r.asOf;
       status.textContent = `Usage up to ${new Date(asOf).toLocaleTimeString()} · refreshes every ${POLL_MS / 1000} s`;

@@ -1,0 +1,132 @@
+import { z } from 'zod';
+
+/**
+ * The response bodies api/ builds itself, as zod schemas; their types are what the routes return
+ * and what the dashboard and portal read (web/src/types.ts). Pure: zod only. It imports no other
+ * component (their index.ts loads server code, which the browser's type-check must not see);
+ * shapes holding the rater's Invoice take it as a type parameter.
+ */
+
+/** GET /api/v1/whoami: the key making the request (never the key itself). */
+export const WhoAmISchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  scopes: z.array(z.string()),
+  prefix: z.string(),
+});
+export type WhoAmI = z.infer<typeof WhoAmISchema>;
+
+/** One customer as the dashboard's Accounts page shows it: current period, usage so far, projection, open alerts. */
+export const AccountSummarySchema = z.object({
+  customer: z.object({ key: z.string(), name: z.string(), currency: z.string(), timeZone: z.string() }),
+  /** The current billing period (subscription) or, without one, the calendar month in the customer's zone. */
+  period: z.object({ start: z.string().datetime(), end: z.string().datetime(), source: z.enum(['subscription', 'calendar_month']) }),
+  subscriptions: z.array(z.object({ id: z.string(), plan: z.string(), planName: z.string() })),
+  /** Usage of every meter in [period.start, asOf), exact decimal strings ("0" when none). */
+  usage: z.array(z.object({ meter: z.string(), name: z.string(), aggregation: z.string(), value: z.string().describe('exact decimal string') })),
+  /** Sum over the customer's active subscriptions; null without one (or if it cannot be priced, with `projectedError`). */
+  projected: z.object({ amountSoFar: z.string(), projectedTotal: z.string(), currency: z.string() }).nullable(),
+  projectedError: z.string().optional(),
+  /** Anomalies not resolved yet (open or acknowledged). */
+  openAnomalies: z.number().int(),
+  /** The worst severity among them, or null. */
+  worstSeverity: z.string().nullable(),
+});
+export type AccountSummary = z.infer<typeof AccountSummarySchema>;
+
+/** GET /api/v1/accounts: every customer; `asOf` is now rounded up to the minute. */
+export const AccountsSchema = z.object({ asOf: z.string().datetime(), items: z.array(AccountSummarySchema) });
+export type Accounts = z.infer<typeof AccountsSchema>;
+
+/** GET /api/v1/accounts/{customer} and /api/v1/portal/account: one customer's summary with its `asOf`. */
+export const AccountSchema = z.object({ asOf: z.string(), ...AccountSummarySchema.shape });
+export type Account = z.infer<typeof AccountSchema>;
+
+/** A customer-portal token as listed (never the token itself). */
+export const PortalTokenRecordSchema = z.object({
+  id: z.string(),
+  /** The one customer (key = events' subject) this token shows. */
+  customer: z.string(),
+  name: z.string(),
+  /** First characters of the token, to recognise it in listings. */
+  prefix: z.string(),
+  createdAt: z.string(),
+  /** After this instant the token no longer opens anything; null: until revoked. */
+  expiresAt: z.string().nullable(),
+  /** The API key id that created it (audit). */
+  createdBy: z.string(),
+});
+export type PortalTokenRecord = z.infer<typeof PortalTokenRecordSchema>;
+
+/** POST /api/v1/portal-tokens: the token, shown once. */
+export const PortalTokenCreatedSchema = z.object({
+  token: z.string(),
+  portalUrl: z.string().describe('relative link that signs the customer in to the portal UI'),
+  record: PortalTokenRecordSchema,
+});
+export type PortalTokenCreated = z.infer<typeof PortalTokenCreatedSchema>;
+
+/** GET /api/v1/portal/meters: a meter on the customer's plans, with its group-by keys. */
+export const PortalMeterSchema = z.object({ slug: z.string(), name: z.string(), aggregation: z.string(), groupBy: z.array(z.string()) });
+export type PortalMeter = z.infer<typeof PortalMeterSchema>;
+
+/** GET /api/v1/portal/anomalies: an anomaly as the customer sees it (what happened and its state; not who handled it). */
+export const PortalAlertSchema = z.object({
+  id: z.string(),
+  kind: z.string(),
+  severity: z.string(),
+  status: z.string(),
+  meter: z.string(),
+  message: z.string(),
+  windowStart: z.string(),
+  windowEnd: z.string(),
+  firstDetectedAt: z.string(),
+  lastDetectedAt: z.string(),
+});
+export type PortalAlert = z.infer<typeof PortalAlertSchema>;
+
+/** Adjustments: credits, charges, usage corrections and prepaid credit grants (append-only). */
+export const AdjustmentKinds = ['credit', 'charge', 'usage_correction', 'credit_grant'] as const;
+/** An adjustment as the rater stores it and /api/v1/adjustments returns it (the rater's `Adjustment`; api/contracts.test.ts keeps them equal). */
+export const AdjustmentSchema = z.object({
+  id: z.string(),
+  customer: z.string(),
+  kind: z.enum(AdjustmentKinds),
+  currency: z.string(),
+  amount: z.string(),
+  meter: z.string(),
+  quantity: z.string(),
+  periodStart: z.string().nullable(),
+  expiresAt: z.string().nullable(),
+  reasonCode: z.string(),
+  note: z.string(),
+  actor: z.string(),
+  createdAt: z.string(),
+});
+export type Adjustment = z.infer<typeof AdjustmentSchema>;
+
+/** One active subscription's current period in a projected-invoice response, without its two invoices. */
+export const ProjectedPeriodSchema = z.object({
+  periodStart: z.string(),
+  periodEnd: z.string(),
+  /** Share of the period elapsed, a decimal string in [0, 1]. */
+  elapsedShare: z.string(),
+  amountSoFar: z.string(),
+  projectedTotal: z.string(),
+  currency: z.string(),
+});
+export type ProjectedPeriod = z.infer<typeof ProjectedPeriodSchema>;
+
+/** GET .../projected-invoice: per active subscription, the invoice so far and projected to period end (`I`: the rater's Invoice). */
+export interface ProjectedInvoices<I> {
+  customer: string;
+  subscriptions: (ProjectedPeriod & { soFar: I; projected: I })[];
+}
+
+/** An invoice in a listing: everything but its lines, and how many there are (`I`: the rater's Invoice). */
+export type InvoiceHead<I extends { lines: readonly unknown[] }> = Omit<I, 'lines'> & { lineCount: number };
+
+/** A listing: `{ items: [...] }`. */
+export interface Items<T> {
+  items: T[];
+}
