@@ -108,8 +108,10 @@ export interface DedupStoreOptions {
  * (or all fresh keys, for a while after a take-over) are looked up there.
  */
 export class DedupStore {
-  private readonly indexes = new Map<number, DedupIndex>();
-  private readonly verifyUntil = new Map<number, number>();
+  /** Each owned partition's index. */
+  readonly indexes = new Map<number, DedupIndex>();
+  /** Until when (ms) each partition's fresh keys are also looked up in the store (after a take-over or a write given up). */
+  readonly verifyUntil = new Map<number, number>();
 
   constructor(
     readonly lookups: KeyLookups,
