@@ -1,36 +1,13 @@
 import { createHash } from 'node:crypto';
 import type { Store } from '../common/clickhouse.ts';
 import { AppError } from '../common/errors.ts';
-import type { AnomalyKind, Detection, Severity } from './types.ts';
+import type { AnomalyKind, AnomalyRecord, Detection, Severity } from './types.ts';
 
 export const AnomalyStatuses = ['open', 'acknowledged', 'resolved'] as const;
 export type AnomalyStatus = (typeof AnomalyStatuses)[number];
 
-export interface Anomaly {
-  id: string;
-  customer: string;
-  /** Meter slug; empty for bill shock (the whole invoice). */
-  meter: string;
-  kind: AnomalyKind;
-  status: AnomalyStatus;
-  severity: Severity;
-  score: number;
-  windowStart: string;
-  windowEnd: string;
-  observed: number;
-  baseline: number;
-  spread: number;
-  message: string;
-  detail: Record<string, unknown>;
-  detections: number;
-  firstDetectedAt: string;
-  lastDetectedAt: string;
-  acknowledgedBy: string;
-  acknowledgedAt: string | null;
-  resolvedBy: string;
-  resolvedAt: string | null;
-  resolutionNote: string;
-}
+/** A stored anomaly as the API returns it: the contract in ./types.ts, shared with the browser code. */
+export type Anomaly = AnomalyRecord;
 
 const iso = (ms: number) => new Date(ms).toISOString();
 

@@ -1,23 +1,13 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { CatalogReplica } from '../common/catalog.ts';
+import type { PortalTokenRecord } from './contracts.ts';
 import { hashKey } from './keys.ts';
 
 /** Every portal token starts with this; API keys start with `ml_`. */
 export const PORTAL_TOKEN_PREFIX = 'mlp_';
 
-export interface PortalTokenRecord {
-  id: string;
-  /** The one customer (key = events' subject) this token shows. */
-  customer: string;
-  name: string;
-  /** First characters of the token, to recognise it in listings. */
-  prefix: string;
-  createdAt: string;
-  /** After this instant the token no longer opens anything; null: until revoked. */
-  expiresAt: string | null;
-  /** The API key id that created it (audit). */
-  createdBy: string;
-}
+/** The contract (./contracts.ts), shared with the browser code. */
+export type { PortalTokenRecord } from './contracts.ts';
 
 /**
  * Customer-portal tokens: bound to ONE customer, accepted only by the `/api/v1/portal/...`

@@ -1,4 +1,5 @@
 import type { Aggregation } from '../meter/index.ts';
+import type { Source, WindowSize } from './contracts.ts';
 import { tzOffsetMinutes } from './time-zones.ts';
 
 /**
@@ -10,11 +11,7 @@ import { tzOffsetMinutes } from './time-zones.ts';
  * not a whole hour). Anything not aligned to a minute reads `meter_values`, the per-event
  * values, which is exact at any resolution but slower.
  */
-export const WindowSizes = ['MINUTE', 'HOUR', 'DAY'] as const;
-export type WindowSize = (typeof WindowSizes)[number];
-
-/** The rollups with wide sums (sql/006_rollups_v2.sql), or the per-event values. */
-export type Source = 'meter_usage_1d_v2' | 'meter_usage_1h_v2' | 'meter_usage_1m_v2' | 'meter_values';
+export { WindowSizes, type Source, type WindowSize } from './contracts.ts';
 
 export interface UsageQuery {
   meterId: string;

@@ -2,26 +2,12 @@ import { Decimal } from '../common/decimal.ts';
 import type { ClickHouseClient, Store } from '../common/clickhouse.ts';
 import { AppError } from '../common/errors.ts';
 import type { Meter } from '../meter/index.ts';
-import { planUsageQuery, type Source, type UsageQuery, type WindowSize } from './plan.ts';
+import type { UsageResult, UsageRow } from './contracts.ts';
+import { planUsageQuery, type UsageQuery, type WindowSize } from './plan.ts';
 import { unknownTimeZone } from './time-zones.ts';
 
-export interface UsageRow {
-  /** Exact decimal string. */
-  value: string;
-  windowStart: string;
-  windowEnd: string;
-  subject: string | null;
-  groupBy: Record<string, string>;
-}
-
-export interface UsageResult {
-  from?: string;
-  to: string;
-  windowSize?: WindowSize;
-  data: UsageRow[];
-  /** Which table answered: a rollup, or the per-event values. */
-  source: Source;
-}
+/** The answer's shape is the API contract (./contracts.ts), shared with the browser code. */
+export type { UsageResult, UsageRow } from './contracts.ts';
 
 /** AVG is rounded half-up to 9 decimal places (the scale of stored values). */
 export const AVG_SCALE = 9;
