@@ -69,6 +69,9 @@ const timer = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  * 7. clear the ledger entry; record the keys in memory, park dead letters;
  * 8. ack the messages.
  *
+ * Steps 1 to 3 are in pipeline.ts and dedup-store.ts, 4 to 7 in writer.ts, the ordering here;
+ * the repeat of ledger entries on taking a partition is replay.ts.
+ *
  * Steps 1 to 3 of the next batch run while the previous one is in steps 4 to 8 (its insert runs
  * on ClickHouse's threads); the keys of the batch being written count as stored for it, and
  * writes happen one at a time, in order.
