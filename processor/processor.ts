@@ -6,7 +6,6 @@ import { BackfillSchedule } from './backfill-schedule.ts';
 import { Consumer, retryLater, type Queued } from './consumer.ts';
 import type { DeadLetterEntry } from './dead-letter.ts';
 import { DedupStore } from './dedup-store.ts';
-import type { DedupIndex } from './dedup.ts';
 import { ROUTER, unitName, type Unit } from './ownership.ts';
 import type { PartitionOwnership, ProcessorDeps, ProcessorParts } from './parts.ts';
 import { batchToken, deadLetterFn, decodeMessages, freshCandidates, meterRows, refusedLetter, keysByPartition, type Candidate, type DeadLetterFn } from './pipeline.ts';
@@ -149,15 +148,6 @@ export class Processor {
     await this.ownership.start();
     this.consumer.start();
     this.log.info({ processor: this.ownership.holder, partitions: this.ownership.partitions() }, 'processor started');
-  }
-
-  // The dedup state by partition, under the names test/dedup-filter.it.test.ts reads (to see when filters are loaded).
-  private get indexes(): ReadonlyMap<number, DedupIndex> {
-    return this.dedup.indexes;
-  }
-
-  private get verifyUntil(): ReadonlyMap<number, number> {
-    return this.dedup.verifyUntil;
   }
 
   /** This processor's name among those sharing partitions. */

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Store } from '../common/clickhouse.ts';
 import type { Customer, Plan, Subscription } from './catalog.ts';
-import type { Invoice } from './invoice-types.ts';
+import { lineSource, type Invoice } from './invoice-types.ts';
 
 /** The catalog as an invoice was computed from: a finalized period is priced again with it (corrections, previews). */
 export interface Snapshot {
@@ -128,7 +128,7 @@ export class ClickHouseInvoiceStore implements InvoiceStore {
       query_params: params,
       format: 'JSONEachRow',
     });
-    return (await rs.json<{ doc: string; snapshot: string; sub: string }>()).map((r) => ({ invoice: JSON.parse(r.doc) as Invoice, snapshot: JSON.parse(r.snapshot) as Snapshot, subscriptionId: r.sub }));
+    return (await rs.json<{ doc: string; snapshot: string; sub: string }>()).map((r) => ({ invoice: withSources(JSON.parse(r.doc) as Invoice), snapshot: JSON.parse(r.snapshot) as Snapshot, subscriptionId: r.sub }));
   }
 
   async finalizedStarts(): Promise<Map<string, Set<number>>> {
@@ -155,4 +155,10 @@ export class ClickHouseInvoiceStore implements InvoiceStore {
     });
     return rs.json<AggregateRow>();
   }
+}
+
+/** An invoice stored before lines carried their `source` gets it from the line ids, so every reader (and the API) sees one shape. */
+function withSources(invoice: Invoice): Invoice {
+  if (invoice.lines.every((l) => l.source)) return invoice;
+  return { ...invoice, lines: invoice.lines.map((l) => (l.source ? l : { ...l, source: lineSource(l) })) };
 }

@@ -78,7 +78,7 @@ export interface Invoice {
 export function lineSource(line: Pick<InvoiceLine, 'id' | 'kind' | 'source'>): LineSource {
   if (line.source) return line.source;
   const key = line.id.split(':').slice(2).join(':');
-  const [a = '', b = '', c = ''] = key.split(':');
+  const [a = '', b = ''] = key.split(':');
   switch (line.kind) {
     case 'base_fee':
       return a === 'advance-next' ? { kind: 'base_fee', timing: 'advance-next' } : { kind: 'base_fee', timing: a as 'arrears' | 'advance-current', phase: Number(b) };
@@ -87,7 +87,8 @@ export function lineSource(line: Pick<InvoiceLine, 'id' | 'kind' | 'source'>): L
     case 'usage':
       return { kind: 'usage', charge: key };
     case 'discount':
-      return a === 'line' ? { kind: 'discount', index: Number(b), charge: c } : { kind: 'discount', index: Number(b) };
+      // A charge key may itself hold ':' (`line:<i>:<charge>`).
+      return a === 'line' ? { kind: 'discount', index: Number(b), charge: key.split(':').slice(2).join(':') } : { kind: 'discount', index: Number(b) };
     case 'minimum_true_up':
       return { kind: 'minimum_true_up' };
     case 'adjustment':

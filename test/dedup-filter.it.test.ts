@@ -6,7 +6,8 @@ import { client, total } from './api-client.ts';
 import { ce, eventually, startTestNats, startTestRuntime, testConfig, type TestRuntime } from './harness.ts';
 
 /** The processor's state, read for what a test cannot see from outside: when the filters are loaded. */
-const internals = (rt: TestRuntime) => rt.processor as unknown as { indexes: Map<number, DedupIndex>; verifyUntil: Map<number, number> };
+// The processor's dedup state by partition (processor/dedup-store.ts), to see when filters are loaded.
+const internals = (rt: TestRuntime) => (rt.processor as unknown as { dedup: { indexes: Map<number, DedupIndex>; verifyUntil: Map<number, number> } }).dedup;
 
 describe('dedup filters loaded from event_keys', () => {
   let nats: NatsServerHandle;
