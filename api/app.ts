@@ -149,13 +149,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerOpsRoutes(app, deps);
   registerIngestRoutes(app, deps);
   if (deps.usage) {
-    const withStore = { ...deps, usage: deps.usage };
-    registerMeterRoutes(app, withStore);
-    registerAdminRoutes(app, withStore);
-    if (deps.billing) registerBillingRoutes(app, withStore, deps.billing);
-    if (deps.anomalies) registerAnomalyRoutes(app, withStore, deps.anomalies);
-    registerDashboardRoutes(app, withStore);
-    if (deps.billing) registerPortalRoutes(app, withStore, deps.billing);
+    const withUsage = { ...deps, usage: deps.usage };
+    registerMeterRoutes(app, withUsage);
+    registerAdminRoutes(app, withUsage);
+    if (deps.billing) registerBillingRoutes(app, withUsage, deps.billing);
+    if (deps.anomalies) registerAnomalyRoutes(app, withUsage, deps.anomalies);
+    registerDashboardRoutes(app, withUsage);
+    if (deps.billing) registerPortalRoutes(app, withUsage, deps.billing);
   }
   if (deps.ui ?? deps.usage !== undefined) registerUi(app);
   return app;
