@@ -111,7 +111,8 @@ export function rng(seed: number): () => number {
   };
 }
 
-class Random {
+/** Seeded draws for the evaluation sets (both generators). */
+export class Random {
   private spare: number | undefined;
   constructor(readonly next: () => number) {}
   uniform(lo: number, hi: number): number {
@@ -120,8 +121,19 @@ class Random {
   int(lo: number, hi: number): number {
     return Math.floor(this.uniform(lo, hi + 1));
   }
+  chance(p: number): boolean {
+    return this.next() < p;
+  }
   pick<T>(xs: readonly T[]): T {
     return xs[Math.floor(this.next() * xs.length)]!;
+  }
+  weighted<T extends { weight: number }>(xs: readonly T[]): T {
+    let u = this.next() * xs.reduce((s, x) => s + x.weight, 0);
+    for (const x of xs) if ((u -= x.weight) < 0) return x;
+    return xs[xs.length - 1]!;
+  }
+  logUniform(lo: number, hi: number): number {
+    return Math.exp(this.uniform(Math.log(lo), Math.log(hi)));
   }
   normal(): number {
     if (this.spare !== undefined) {
@@ -141,7 +153,7 @@ class Random {
     return Math.exp(sigma * this.normal() - (sigma * sigma) / 2);
   }
   poisson(lambda: number): number {
-    if (lambda <= 0) return 0;
+    if (!(lambda > 0)) return 0;
     if (lambda > 40) return Math.max(0, Math.round(lambda + Math.sqrt(lambda) * this.normal()));
     const l = Math.exp(-lambda);
     let k = 0;
@@ -151,6 +163,13 @@ class Random {
       p *= this.next();
     }
     return k;
+  }
+  /** Geometric on 1, 2, …, with the given mean. */
+  clumpSize(mean: number): number {
+    if (mean <= 1) return 1;
+    let u = 0;
+    while (u === 0) u = this.next();
+    return 1 + Math.floor(Math.log(u) / Math.log(1 - 1 / mean));
   }
 }
 

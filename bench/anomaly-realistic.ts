@@ -20,7 +20,7 @@
  * high-volume customers), leak (+~10 %/day for a week, then 5×; labelled from ~2×),
  * missed_run, and level_shift (the first day of a step; later hours are normal).
  */
-import { rng } from './anomaly-data.ts';
+import { Random, rng } from './anomaly-data.ts';
 
 export const CustomerTypes = ['business', 'always-on', 'batch', 'bursty', 'step', 'steady'] as const;
 export type CustomerType = (typeof CustomerTypes)[number];
@@ -167,69 +167,6 @@ export const ZONES: readonly Zone[] = [
 /** The control group's zones: the fixed offsets of anomaly-data.ts (UTC-8, -5, 0, +1, +2, +9; Etc/GMT signs are inverted). */
 const FIXED_ZONES = ['Etc/GMT+8', 'Etc/GMT+5', 'UTC', 'Etc/GMT-1', 'Etc/GMT-2', 'Etc/GMT-9'] as const;
 
-// ---------------------------------------------------------------------------------------------
-// Random numbers
-
-class Random {
-  private spare: number | undefined;
-  constructor(readonly next: () => number) {}
-  uniform(lo: number, hi: number): number {
-    return lo + (hi - lo) * this.next();
-  }
-  int(lo: number, hi: number): number {
-    return Math.floor(this.uniform(lo, hi + 1));
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[Math.floor(this.next() * xs.length)]!;
-  }
-  weighted<T extends { weight: number }>(xs: readonly T[]): T {
-    let u = this.next() * xs.reduce((s, x) => s + x.weight, 0);
-    for (const x of xs) if ((u -= x.weight) < 0) return x;
-    return xs[xs.length - 1]!;
-  }
-  logUniform(lo: number, hi: number): number {
-    return Math.exp(this.uniform(Math.log(lo), Math.log(hi)));
-  }
-  normal(): number {
-    if (this.spare !== undefined) {
-      const s = this.spare;
-      this.spare = undefined;
-      return s;
-    }
-    let u = 0;
-    while (u === 0) u = this.next();
-    const r = Math.sqrt(-2 * Math.log(u));
-    const th = 2 * Math.PI * this.next();
-    this.spare = r * Math.sin(th);
-    return r * Math.cos(th);
-  }
-  /** Lognormal factor with mean 1. */
-  lognormal(sigma: number): number {
-    return Math.exp(sigma * this.normal() - (sigma * sigma) / 2);
-  }
-  poisson(lambda: number): number {
-    if (!(lambda > 0)) return 0;
-    if (lambda > 40) return Math.max(0, Math.round(lambda + Math.sqrt(lambda) * this.normal()));
-    const l = Math.exp(-lambda);
-    let k = 0;
-    let p = this.next();
-    while (p > l) {
-      k++;
-      p *= this.next();
-    }
-    return k;
-  }
-  /** Geometric on 1, 2, …, with the given mean. */
-  clumpSize(mean: number): number {
-    if (mean <= 1) return 1;
-    let u = 0;
-    while (u === 0) u = this.next();
-    return 1 + Math.floor(Math.log(u) / Math.log(1 - 1 / mean));
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Local time
