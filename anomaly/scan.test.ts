@@ -7,7 +7,7 @@ import type { AlertEvent } from './alerts.ts';
 import { historyHours } from './detect.ts';
 import { AnomalyScanner, type ScanDeps, type Threshold } from './scan.ts';
 import type { AlertSink, AnomalyRecords, BillingView, CatalogView, ScanLease, ScanUsage } from './scan-deps.ts';
-import type { Anomaly } from './store.ts';
+import { recordDetection, type Anomaly } from './store.ts';
 import { DEFAULT_DETECTOR_PARAMS, type Detection } from './types.ts';
 
 // The scan with in-memory collaborators: every effect they see is appended to one log, so the
@@ -85,33 +85,16 @@ class FakeRecords implements AnomalyRecords {
 
   async upsert(customer: string, meter: string, d: Detection, nowMs: number, detail: Record<string, unknown> = {}): Promise<{ anomaly: Anomaly; created: boolean }> {
     const key = keyOf(customer, meter, d.kind);
-    const fields = { severity: d.severity, score: d.score, windowEnd: iso(d.windowEndMs), observed: d.observed, baseline: d.baseline, spread: d.spread, message: d.message, lastDetectedAt: iso(nowMs) };
-    const current = this.rows.find((a) => keyOf(a.customer, a.meter, a.kind) === key && a.status !== 'resolved');
-    if (current) {
-      Object.assign(current, fields, { detail: { ...current.detail, ...detail }, detections: current.detections + 1 });
-      this.effects.push(`record ${key} updated`);
-      return { anomaly: structuredClone(current), created: false };
+    const mine = this.rows.filter((a) => keyOf(a.customer, a.meter, a.kind) === key);
+    // The store's own episode rule, over rows held in memory instead of ClickHouse.
+    const r = recordDetection(mine, customer, meter, d, nowMs, detail);
+    if (r.changed) {
+      const i = this.rows.findIndex((a) => a.id === r.anomaly.id);
+      if (i >= 0) this.rows[i] = r.anomaly;
+      else this.rows.push(r.anomaly);
+      this.effects.push(`record ${key} ${r.created ? 'opened' : 'updated'}`);
     }
-    const a: Anomaly = {
-      id: `anom_${this.rows.length + 1}`,
-      customer,
-      meter,
-      kind: d.kind,
-      status: 'open',
-      ...fields,
-      windowStart: iso(d.windowStartMs),
-      detail,
-      detections: 1,
-      firstDetectedAt: iso(nowMs),
-      acknowledgedBy: '',
-      acknowledgedAt: null,
-      resolvedBy: '',
-      resolvedAt: null,
-      resolutionNote: '',
-    };
-    this.rows.push(a);
-    this.effects.push(`record ${key} opened`);
-    return { anomaly: structuredClone(a), created: true };
+    return { anomaly: structuredClone(r.anomaly), created: r.created };
   }
 
   async list(filter: { customer?: string; meter?: string; kind?: string }): Promise<Anomaly[]> {

@@ -158,47 +158,9 @@ export class AnomalyStore {
    * anomaly and whether it is new (only new ones alert).
    */
   async upsert(customer: string, meter: string, d: Detection, nowMs: number, detail: Record<string, unknown> = {}): Promise<{ anomaly: Anomaly; created: boolean }> {
-    const all = await this.list({ customer, meter, kind: d.kind });
-    const [current] = all.filter((a) => a.status !== 'resolved');
-    // The same episode (same window start) after someone resolved it: stay resolved, no new alert.
-    const resolvedEpisode = !current && all.find((a) => a.status === 'resolved' && a.windowStart === iso(d.windowStartMs));
-    if (resolvedEpisode) return { anomaly: resolvedEpisode, created: false };
-    const fields = {
-      severity: d.severity,
-      score: d.score,
-      windowStart: iso(d.windowStartMs),
-      windowEnd: iso(d.windowEndMs),
-      observed: d.observed,
-      baseline: d.baseline,
-      spread: d.spread,
-      message: d.message,
-      lastDetectedAt: iso(nowMs),
-    };
-    if (current) {
-      // Re-detection of an ongoing anomaly: keep its start, update what is seen now.
-      const next: Anomaly = { ...current, ...fields, windowStart: current.windowStart, detail: { ...current.detail, ...detail }, detections: current.detections + 1 };
-      await this.write(next);
-      return { anomaly: next, created: false };
-    }
-    const id = `anom_${createHash('sha256').update(`${customer}\u0000${meter}\u0000${d.kind}\u0000${nowMs}`).digest('hex').slice(0, 20)}`;
-    const a: Anomaly = {
-      id,
-      customer,
-      meter,
-      kind: d.kind,
-      status: 'open',
-      ...fields,
-      detail,
-      detections: 1,
-      firstDetectedAt: iso(nowMs),
-      acknowledgedBy: '',
-      acknowledgedAt: null,
-      resolvedBy: '',
-      resolvedAt: null,
-      resolutionNote: '',
-    };
-    await this.write(a);
-    return { anomaly: a, created: true };
+    const r = recordDetection(await this.list({ customer, meter, kind: d.kind }), customer, meter, d, nowMs, detail);
+    if (r.changed) await this.write(r.anomaly);
+    return { anomaly: r.anomaly, created: r.created };
   }
 
   private async act(id: string, action: 'acknowledge' | 'resolve', actor: string, note: string): Promise<Anomaly> {
@@ -215,4 +177,55 @@ export class AnomalyStore {
   resolve(id: string, by: string, note: string): Promise<Anomaly> {
     return this.act(id, 'resolve', by, note);
   }
+}
+
+/**
+ * The episode rule of `upsert`, over the anomalies of one customer × meter × kind: a detection
+ * updates the open (or acknowledged) one, keeping its start; is dropped when it is the episode
+ * someone already resolved (same window start); else opens a new one. `changed`: there is a row
+ * to write. The id is derived from the key and the time, so a retried scan writes the same row.
+ */
+export function recordDetection(
+  existing: readonly Anomaly[],
+  customer: string,
+  meter: string,
+  d: Detection,
+  nowMs: number,
+  detail: Record<string, unknown> = {},
+): { anomaly: Anomaly; created: boolean; changed: boolean } {
+  const [current] = existing.filter((a) => a.status !== 'resolved');
+  const resolvedEpisode = !current && existing.find((a) => a.status === 'resolved' && a.windowStart === iso(d.windowStartMs));
+  if (resolvedEpisode) return { anomaly: resolvedEpisode, created: false, changed: false };
+  const fields = {
+    severity: d.severity,
+    score: d.score,
+    windowStart: iso(d.windowStartMs),
+    windowEnd: iso(d.windowEndMs),
+    observed: d.observed,
+    baseline: d.baseline,
+    spread: d.spread,
+    message: d.message,
+    lastDetectedAt: iso(nowMs),
+  };
+  if (current) {
+    return { anomaly: { ...current, ...fields, windowStart: current.windowStart, detail: { ...current.detail, ...detail }, detections: current.detections + 1 }, created: false, changed: true };
+  }
+  const id = `anom_${createHash('sha256').update(`${customer}\u0000${meter}\u0000${d.kind}\u0000${nowMs}`).digest('hex').slice(0, 20)}`;
+  const anomaly: Anomaly = {
+    id,
+    customer,
+    meter,
+    kind: d.kind,
+    status: 'open',
+    ...fields,
+    detail,
+    detections: 1,
+    firstDetectedAt: iso(nowMs),
+    acknowledgedBy: '',
+    acknowledgedAt: null,
+    resolvedBy: '',
+    resolvedAt: null,
+    resolutionNote: '',
+  };
+  return { anomaly, created: true, changed: true };
 }
