@@ -225,7 +225,8 @@ export async function openCatalog(nats: NatsClients, logger: Logger) {
  * ClickHouse (migrations), processor, then HTTP. Order of stop is the reverse: stop accepting
  * requests, drain the processor's batch in flight, close clients, stop an embedded nats-server.
  */
-export async function startRuntime(config: Config, roles: readonly Role[], logger: Logger): Promise<Runtime> {
+/** `now`: the processor's clock (the rows' `ingested_at`); tests pass one they move to separate billing cutoffs. */
+export async function startRuntime(config: Config, roles: readonly Role[], logger: Logger, opts: { now?: () => number } = {}): Promise<Runtime> {
   const metrics = createMetrics();
   const natsRestarts = new Counter({ name: 'meterline_nats_server_restarts_total', help: 'Times the embedded nats-server died on its own and was restarted', registers: [metrics.registry] });
   let writeInfo = () => {};
@@ -328,6 +329,7 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
         maxDeliveries: config.PROCESSOR_MAX_DELIVERIES,
         limits,
       },
+      ...(opts.now ? { now: opts.now } : {}),
     });
     await processor.start();
   }

@@ -45,6 +45,8 @@ export interface ProcessorDeps {
   /** Backfills run under a lease, so two processors never backfill one meter at once. */
   leases: Leases;
   options: ProcessorOptions;
+  /** The clock: the rows' `ingested_at`, dedup windows, retries (default `Date.now`). */
+  now?: () => number;
 }
 
 /** Who owns which partitions (`Ownership`, through leases in NATS KV). */

@@ -77,5 +77,6 @@ export function natsParts(deps: ProcessorDeps): ProcessorParts {
     logger: deps.logger,
     metrics: deps.metrics,
     options,
+    ...(deps.now ? { now: deps.now } : {}),
   };
 }

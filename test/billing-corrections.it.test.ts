@@ -5,7 +5,7 @@ import { silentLogger } from '../common/logger.ts';
 import { Billing, type Invoice } from '../rater/index.ts';
 import { ClickHouseUsageStore } from '../usage/index.ts';
 import { client, total } from './api-client.ts';
-import { ce, eventually, startTestNats, startTestRuntime, testConfig, type TestRuntime } from './harness.ts';
+import { ce, eventually, cutoffClock, startTestNats, startTestRuntime, testConfig, type TestRuntime } from './harness.ts';
 
 /**
  * Corrections in a close of several subscriptions: the close asks once which customers gained
@@ -24,6 +24,7 @@ describe('billing close: corrections of many subscriptions', () => {
   let rt: TestRuntime;
   let c: ReturnType<typeof client>;
   let cut = 0; // the first month's cutoff: between the on-time and the late events
+  const clock = cutoffClock(); // the processor's: stamps ingested_at
   const customers = ['a', 'b', 'c', 'd'];
 
   const billingWith = async (graceMs: number, holder: string) =>
@@ -50,7 +51,7 @@ describe('billing close: corrections of many subscriptions', () => {
 
   beforeAll(async () => {
     nats = await startTestNats();
-    rt = await startTestRuntime(testConfig(nats.url, { INGEST_MAX_PAST: '400d', BILLING_SCHEDULE: '0 0 1 1 *' }));
+    rt = await startTestRuntime(testConfig(nats.url, { INGEST_MAX_PAST: '400d', BILLING_SCHEDULE: '0 0 1 1 *' }), undefined, { now: clock.now });
     c = client(rt.app!, rt.adminKey);
     await c.createMeter({ slug: 'calls', eventType: 'call', aggregation: 'COUNT' });
     const post = async (url: string, body: unknown) => {
@@ -65,9 +66,7 @@ describe('billing close: corrections of many subscriptions', () => {
     // On time: 5 calls of each customer in the first month.
     await ingest(customers.flatMap((s) => Array.from({ length: 5 }, (_, i) => ({ subject: s, id: `${s}-m1-${i}`, time: M1 + i * HOUR }))));
     await expectTotals({ a: 5, b: 5, c: 5, d: 5 });
-    await new Promise((r) => setTimeout(r, 20));
-    cut = Date.now();
-    await new Promise((r) => setTimeout(r, 20));
+    cut = clock.cut(); // the late events are stamped after the cutoff
     // After the first month's cutoff: late first-month calls of a (3) and c (7); d's calls are
     // of the second month (not late), b has none.
     await ingest([

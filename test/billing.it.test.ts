@@ -7,7 +7,7 @@ import { Billing, type Invoice } from '../rater/index.ts';
 import { ClickHouseUsageStore } from '../usage/index.ts';
 import { client, total } from './api-client.ts';
 import { FakeStripe } from './fake-stripe.ts';
-import { ce, eventually, startTestNats, startTestRuntime, testConfig, type TestRuntime } from './harness.ts';
+import { ce, eventually, cutoffClock, startTestNats, startTestRuntime, testConfig, type TestRuntime } from './harness.ts';
 
 /**
  * Billing close end to end on real NATS and ClickHouse: events (some ingested before the
@@ -29,6 +29,7 @@ describe('billing close', () => {
   let rt: TestRuntime;
   let c: ReturnType<typeof client>;
   let cutA = 0; // between batch A (before the September cutoff) and batch B (after it)
+  const clock = cutoffClock(); // the processor's: stamps ingested_at
   const sepCalls = { a: 0, b: 0 };
 
   const billingWith = async (graceMs: number, holder: string) =>
@@ -49,7 +50,7 @@ describe('billing close', () => {
     nats = await startTestNats();
     stripe = await FakeStripe.start();
     stripeCustomer = stripe.createCustomer();
-    rt = await startTestRuntime(testConfig(nats.url, { INGEST_MAX_PAST: '400d', BILLING_SCHEDULE: '0 0 1 1 *', STRIPE_API_KEY: 'sk_test_meterline', STRIPE_API_BASE: stripe.url }));
+    rt = await startTestRuntime(testConfig(nats.url, { INGEST_MAX_PAST: '400d', BILLING_SCHEDULE: '0 0 1 1 *', STRIPE_API_KEY: 'sk_test_meterline', STRIPE_API_BASE: stripe.url }), undefined, { now: clock.now });
     c = client(rt.app!, rt.adminKey);
     await c.createMeter({ slug: 'api-calls', eventType: 'call', aggregation: 'COUNT' });
     await c.createMeter({ slug: 'tokens', eventType: 'call', aggregation: 'SUM', valueProperty: '$.tokens' });
@@ -72,9 +73,7 @@ describe('billing close', () => {
     sepCalls.a = a.length;
     expect((await c.ingest(a)).statusCode).toBe(202);
     await eventually(() => total(c, 'api-calls', 'acme'), (v) => v === String(a.length));
-    await new Promise((r) => setTimeout(r, 20));
-    cutA = Date.now();
-    await new Promise((r) => setTimeout(r, 20));
+    cutA = clock.cut(); // batch B is stamped after the cutoff
     // Batch B: late September usage ingested after the cutoff (10 calls before the upgrade).
     const b = Array.from({ length: 10 }, (_, i) => ev(`b-${i}`, SEP + 2 * DAY + i * 60_000, '2'));
     sepCalls.b = b.length;

@@ -50,13 +50,31 @@ export interface TestRuntime extends Runtime {
   key(...scopes: ('ingest' | 'read' | 'billing' | 'admin')[]): Promise<string>;
 }
 
-export async function startTestRuntime(config: Config, roles: readonly Role[] = ['ingest', 'processor', 'api']): Promise<TestRuntime> {
-  const rt = await startRuntime(config, roles, silentLogger());
+export async function startTestRuntime(config: Config, roles: readonly Role[] = ['ingest', 'processor', 'api'], opts: { now?: () => number } = {}): Promise<TestRuntime> {
+  const rt = await startRuntime(config, roles, silentLogger(), opts);
   const adminKey = rt.firstAdminKey ?? (await rt.keys.create('test admin', ['admin'])).key;
   return Object.assign(rt, {
     adminKey,
     key: async (...scopes: ('ingest' | 'read' | 'billing' | 'admin')[]) => (await rt.keys.create(`test ${scopes.join('+')}`, scopes)).key,
   });
+}
+
+/**
+ * The processor's clock, for a test that takes billing cutoffs between batches: `cut()` returns
+ * now, and every `ingested_at` stamped after it is later than it (the clock never returns it
+ * again). So a cutoff separates the batches before and after it without sleeping; it otherwise
+ * runs with the wall clock.
+ */
+export function cutoffClock(): { now: () => number; cut: () => number } {
+  let floorMs = 0;
+  return {
+    now: () => Math.max(Date.now(), floorMs),
+    cut: () => {
+      const t = Math.max(Date.now(), floorMs);
+      floorMs = t + 1;
+      return t;
+    },
+  };
 }
 
 /** Polls `fn` until it returns a value for which `done` holds, or fails after `timeoutMs` with the last value. */
