@@ -20,7 +20,10 @@
 //    probes over HTTP; probed paths are ones the role serves (api/routes/ops.ts,
 //    cli/ops-server.ts); each role has a Prometheus scrape job (compose) or a port the PodMonitor
 //    scrapes (Kubernetes), with the read key; Services target declared ports; every server in
-//    a compose NATS_URL is a compose host name.
+//    a compose NATS_URL is a compose host name;
+// 8. the image holds every folder `meterline` loads: the top-level folders reached by imports
+//    from bin/meterline.mjs are each copied by deploy/Dockerfile and let through by its
+//    .dockerignore.
 // Exits 1 and lists every problem; prints what it checked otherwise.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -321,12 +324,34 @@ for (const [file, svc] of services) {
 }
 for (const role of SERVING_ROLES) if (!scrapedRoles.has(role)) problem(deployDir, `the ${role} role is scraped nowhere`);
 
+// ---- 8. the image holds every folder the CLI loads ------------------------------------------
+const loadedDirs = new Set();
+{
+  const seen = new Set();
+  const queue = [path.join(root, 'bin', 'meterline.mjs')];
+  while (queue.length > 0) {
+    const file = queue.pop();
+    if (seen.has(file) || !fs.existsSync(file)) continue;
+    seen.add(file);
+    loadedDirs.add(path.relative(root, file).split(path.sep)[0]);
+    const src = fs.readFileSync(file, 'utf8');
+    for (const m of src.matchAll(/(?:from\s+|import\s*\(\s*|import\s+)['"](\.{1,2}\/[^'"]+)['"]/g)) queue.push(path.resolve(path.dirname(file), m[1]));
+  }
+  const dockerfile = readText('deploy', 'Dockerfile');
+  const ignore = readText('deploy', 'Dockerfile.dockerignore').split('\n').map((l) => l.trim());
+  for (const dir of [...loadedDirs].sort()) {
+    if (!new RegExp(`^COPY ${dir} \\./${dir}$`, 'm').test(dockerfile)) problem(path.join(deployDir, 'Dockerfile'), `meterline loads ${dir}/ but the image does not COPY it`);
+    if (!ignore.includes(`!${dir}`)) problem(path.join(deployDir, 'Dockerfile.dockerignore'), `meterline loads ${dir}/ but the build context leaves it out (add !${dir})`);
+  }
+}
+
 // ---- report --------------------------------------------------------------------------------
 console.log(`parsed ${yamlDocs.size} YAML and ${jsonDocs.size} JSON files under deploy/`);
 console.log(`checked ${exprs.length} PromQL expressions: ${used.size} Meterline metrics used; external series: ${[...external].sort().join(', ') || 'none'}`);
 console.log(`meterline commands: ${[...commands].join(', ')}`);
 console.log(`${links.length} links to runbook sections`);
 console.log(`${probesChecked} probes and healthchecks over HTTP (probe.sh modes: ${[...probeModes].join(', ')}); scraped roles: ${[...scrapedRoles].sort().join(', ')}`);
+console.log(`the image copies every folder meterline loads: ${[...loadedDirs].sort().join(', ')}`);
 for (const n of notes) console.log(`note: ${n}`);
 if (problems.length > 0) {
   console.error(`\n${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
