@@ -5,11 +5,26 @@ import ts from 'typescript';
 import { describe, expect, expectTypeOf, it } from 'vitest';
 import type { Anomaly } from '../anomaly/index.ts';
 import type { AnomalyRecord } from '../anomaly/types.ts';
-import type { Adjustment as RaterAdjustment } from '../rater/index.ts';
+import type { DeadLetter as ProcessorDeadLetter, DeadLetters as DeadLetterStream } from '../processor/index.ts';
+import type { Adjustment as RaterAdjustment, Interval, Plan } from '../rater/index.ts';
 import type { UsageResult as ServerUsageResult } from '../usage/index.ts';
 import type { UsageResult } from '../usage/contracts.ts';
 import type { PortalTokenRecord as StoredPortalToken } from './portal-tokens.ts';
-import { AccountSchema, AccountsSchema, PortalTokenCreatedSchema, PortalTokenRecordSchema, WhoAmISchema, type Account, type Adjustment, type PortalTokenCreated, type PortalTokenRecord, type WhoAmI } from './contracts.ts';
+import {
+  AccountSchema,
+  AccountsSchema,
+  PortalTokenCreatedSchema,
+  PortalTokenRecordSchema,
+  WhoAmISchema,
+  type Account,
+  type Adjustment,
+  type DeadLetter,
+  type DeadLetters,
+  type PortalTokenCreated,
+  type PortalTokenRecord,
+  type Redriven,
+  type WhoAmI,
+} from './contracts.ts';
 import { responseSchema } from './response-schema.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -22,6 +37,11 @@ describe('response contracts', () => {
     expectTypeOf<AnomalyRecord>().toEqualTypeOf<Anomaly>();
     expectTypeOf<PortalTokenRecord>().toEqualTypeOf<StoredPortalToken>();
     expectTypeOf<Adjustment>().toEqualTypeOf<RaterAdjustment>();
+    expectTypeOf<DeadLetter>().toEqualTypeOf<ProcessorDeadLetter>();
+    expectTypeOf<DeadLetters>().toEqualTypeOf<Awaited<ReturnType<DeadLetterStream['list']>>>();
+    expectTypeOf<Redriven>().toEqualTypeOf<Awaited<ReturnType<DeadLetterStream['redrive']>>>();
+    // rater/contracts.ts lists a plan's intervals; periods.ts (not pure) steps by them.
+    expectTypeOf<Plan['interval']>().toEqualTypeOf<Interval>();
   });
 
   // Fastify's serializer drops what a response schema does not list: every field of a contract

@@ -130,3 +130,75 @@ export type InvoiceHead<I extends { lines: readonly unknown[] }> = Omit<I, 'line
 export interface Items<T> {
   items: T[];
 }
+
+/** Statuses of a metered-vs-invoiced row (GET /api/v1/billing/usage-reconcile). */
+export const UsageReconcileStatuses = ['ok', 'pending', 'mismatch', 'not_additive'] as const;
+
+/** Metered vs invoiced usage of one finalized invoice and meter. */
+export const UsageReconcileRowSchema = z.object({
+  customer: z.string(),
+  /** The customer's time zone, in which its periods are cut. */
+  timeZone: z.string(),
+  invoiceId: z.string(),
+  number: z.string().nullable(),
+  periodStart: z.string(),
+  periodEnd: z.string(),
+  meter: z.string(),
+  /** Quantity of the invoice's usage lines of the meter. */
+  invoiced: z.string(),
+  /** Quantity of the correction lines for this period on later invoices (listed in `corrections`). */
+  corrected: z.string(),
+  corrections: z.array(z.object({ invoice: z.string(), number: z.string().nullable(), quantity: z.string() })),
+  /** Usage-correction adjustments of the meter for this period. */
+  usageCorrections: z.string(),
+  /** The meter's aggregation; null if the meter no longer exists. */
+  aggregation: z.string().nullable(),
+  /** Usage stored now for the customer in the period; null unless SUM or COUNT. */
+  metered: z.string().nullable(),
+  /** metered + usageCorrections - invoiced - corrected; null unless SUM or COUNT. */
+  difference: z.string().nullable(),
+  status: z.enum(UsageReconcileStatuses),
+});
+export type UsageReconcileRow = z.infer<typeof UsageReconcileRowSchema>;
+
+/** GET /api/v1/billing/usage-reconcile: the rows of invoices whose period starts in `period` (YYYY-MM). */
+export const UsageReconcileSchema = z.object({ period: z.string(), ok: z.boolean(), rows: z.array(UsageReconcileRowSchema) });
+export type UsageReconcile = z.infer<typeof UsageReconcileSchema>;
+
+/** GET /api/v1/billing/aggregates as JSON (`R`: the rater's AggregateRow). */
+export interface Aggregates<R> {
+  period: string;
+  rows: R[];
+}
+
+/** GET /api/v1/billing/stripe/reconcile (`R`: the rater's Stripe ReconcileRow). */
+export interface StripeMismatches<R> {
+  mismatches: R[];
+}
+
+/**
+ * A dead letter as GET /api/v1/dead-letters lists it: an event accepted but not counted, with the
+ * reason. The processor's `DeadLetter` (api/contracts.test.ts keeps them equal).
+ */
+export const DeadLetterSchema = z.object({
+  /** Sequence in the dead-letter stream: the handle for re-drive. */
+  seq: z.number().int(),
+  reason: z.string(),
+  /** Where it came from: event stream sequence and index within that batch. */
+  stream: z.string(),
+  streamSeq: z.number().int(),
+  index: z.number().int(),
+  receivedAtMs: z.number().int(),
+  deadLetteredAt: z.string(),
+  /** The event exactly as received (JSON text). */
+  event: z.string(),
+});
+export type DeadLetter = z.infer<typeof DeadLetterSchema>;
+
+/** GET /api/v1/dead-letters: a page of dead letters; `nextAfterSeq` when more follow. */
+export const DeadLettersSchema = z.object({ items: z.array(DeadLetterSchema), total: z.number().int(), nextAfterSeq: z.number().int().optional() });
+export type DeadLetters = z.infer<typeof DeadLettersSchema>;
+
+/** POST /api/v1/dead-letters/{seq}/redrive: the event's new sequence in the event stream. */
+export const RedrivenSchema = z.object({ streamSeq: z.number().int() });
+export type Redriven = z.infer<typeof RedrivenSchema>;

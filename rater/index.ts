@@ -1,3 +1,4 @@
+export * from './contracts.ts';
 export * from './catalog.ts';
 export * from './periods.ts';
 export * from './invoice-types.ts';

@@ -1,7 +1,10 @@
 import { createHash } from 'node:crypto';
 import type { Store } from '../common/clickhouse.ts';
 import type { Customer, Plan, Subscription } from './catalog.ts';
+import type { AggregateRow } from './contracts.ts';
 import { lineSource, type Invoice } from './invoice-types.ts';
+
+export type { AggregateRow } from './contracts.ts';
 
 /** The catalog as an invoice was computed from: a finalized period is priced again with it (corrections, previews). */
 export interface Snapshot {
@@ -22,18 +25,6 @@ export interface FinalizedFilter {
   id?: string;
   periodFromMs?: number;
   periodToMs?: number;
-}
-
-/** Invoice-ready totals of one customer, currency, meter and line kind (see `InvoiceStore.aggregates`). */
-export interface AggregateRow {
-  customer: string;
-  currency: string;
-  meter: string;
-  kind: string;
-  quantity: string;
-  amount: string;
-  amount_minor: string;
-  lines: string;
 }
 
 /** Finalized invoices (the tables `invoices` and `invoice_lines`). */

@@ -1,36 +1,12 @@
 import { Decimal } from '../common/decimal.ts';
 import type { Store } from '../common/clickhouse.ts';
 import type { Meter } from '../meter/index.ts';
+import { ROLLUP_TABLES, type ReconcileLine } from './contracts.ts';
 
-/** The rollups every reader uses (sql/006_rollups_v2.sql): sum states over Decimal(76, 9). */
-export const ROLLUP_TABLES = ['meter_usage_1m_v2', 'meter_usage_1h_v2', 'meter_usage_1d_v2'] as const;
-export type RollupTable = (typeof ROLLUP_TABLES)[number];
+export { ROLLUP_TABLES, type ReconcileLine, type RollupTable } from './contracts.ts';
 
 /** event_keys keeps a key 31 days after `ingested_at` (sql/001); keys closer than an hour to expiry are not checked. */
 export const KEYS_KEPT = 'now64(3) - INTERVAL 31 DAY + INTERVAL 1 HOUR';
-
-export interface ReconcileLine {
-  meter: string;
-  /** Raw events of the meter's event type in the range (whether or not the meter counts them). */
-  rawEvents: string;
-  /** Per-event values the meter holds (events it counted). */
-  values: { count: string; sum: string };
-  rollups: Record<RollupTable, { count: string; sum: string }>;
-  /** Distinct raw events of the type with no value for this meter (filtered out, or not countable): informational. */
-  uncounted: string;
-  /** (1) Rows of `events_raw` of the meter's type in the range beyond one per (source, id). */
-  rawDuplicates: string;
-  /** (2) Rows of `meter_values` of the meter beyond one per (source, id). */
-  valueDuplicates: string;
-  /** (3) Events whose own `meter_values` array names the meter but that have no row in `meter_values` (a lost write). */
-  missingValues: string;
-  /** (4) Rows of `meter_values` of the meter with no `events_raw` row. */
-  orphanValues: string;
-  /** (5) Events of the type, ingested within event_keys' TTL (31 days, less an hour), whose key is not in `event_keys` (the dedup look-up would miss them). */
-  missingKeys: string;
-  /** False if any of (1)-(5) is non-zero, if (6) a rollup's count or sum differs from `meter_values`, or more events were counted than exist. */
-  ok: boolean;
-}
 
 /**
  * Proves exactly-once per event for each meter over [from, to) (whole UTC days), optionally for

@@ -11,15 +11,17 @@ import {
   PlanChangeSchema,
   PlanInputSchema,
   SubscriptionInputSchema,
+  type AggregateRow,
   type Billing,
   type Customer,
   type Invoice,
   type Plan,
+  type ReconcileRow,
   type Subscription,
 } from '../../rater/index.ts';
 import type { AppDeps } from '../app.ts';
 import { isoTime, jsonBody, parseWith, sendCsv, sendJsonStream, timeZoneParam, wantsCsv } from '../http.ts';
-import { AdjustmentKinds, type InvoiceHead, type Items, type ProjectedInvoices } from '../contracts.ts';
+import { AdjustmentKinds, type Aggregates, type InvoiceHead, type Items, type ProjectedInvoices, type StripeMismatches } from '../contracts.ts';
 
 export interface BillingRouteDeps {
   billing: Billing;
@@ -27,7 +29,7 @@ export interface BillingRouteDeps {
   plans: CatalogReplica<Plan>;
   subscriptions: CatalogReplica<Subscription>;
   /** Pushes finalized invoices to Stripe and reports differences; absent without STRIPE_API_KEY. */
-  stripe?: { status(invoiceId: string): Promise<unknown>; reconcile(): Promise<unknown[]> };
+  stripe?: { status(invoiceId: string): Promise<unknown>; reconcile(): Promise<ReconcileRow[]> };
 }
 
 /** A customer as the API takes it: its time zone one Node and ClickHouse both know, stored in its canonical spelling. */
@@ -182,7 +184,7 @@ export function registerBillingRoutes(app: FastifyInstance, deps: AppDeps & { us
     const [y, m] = q.period.split('-').map(Number) as [number, number];
     const rows = await b.billing.aggregates(Date.UTC(y, m - 1, 1), Date.UTC(y, m, 1));
     if (wantsCsv(req)) return sendCsv(reply, `aggregates-${q.period}.csv`, ['customer', 'currency', 'meter', 'kind', 'quantity', 'amount', 'amount_minor'], rows.map((r) => [r.customer, r.currency, r.meter, r.kind, r.quantity, r.amount, r.amount_minor]));
-    return { period: q.period, rows };
+    return { period: q.period, rows } satisfies Aggregates<AggregateRow>;
   });
 
   // ---- adjustments ----
@@ -237,6 +239,6 @@ export function registerBillingRoutes(app: FastifyInstance, deps: AppDeps & { us
 
   if (b.stripe) {
     const stripe = b.stripe;
-    app.get('/api/v1/billing/stripe/reconcile', { config: scope, schema: { tags, summary: 'Finalized invoices whose Stripe total or currency differs from Meterline\'s', response: { 200: obj } } }, async () => ({ mismatches: await stripe.reconcile() }));
+    app.get('/api/v1/billing/stripe/reconcile', { config: scope, schema: { tags, summary: 'Finalized invoices whose Stripe total or currency differs from Meterline\'s', response: { 200: obj } } }, async (): Promise<StripeMismatches<ReconcileRow>> => ({ mismatches: await stripe.reconcile() }));
   }
 }

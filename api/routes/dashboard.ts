@@ -5,7 +5,7 @@ import type { UsageStore } from '../../usage/index.ts';
 import type { AppDeps } from '../app.ts';
 import { accountSummaries, type AccountDeps } from '../accounts.ts';
 import { parseWith } from '../http.ts';
-import { AccountSchema, AccountsSchema, WhoAmISchema, type Account, type WhoAmI } from '../contracts.ts';
+import { AccountSchema, AccountsSchema, WhoAmISchema, type Account, type UsageReconcile, type UsageReconcileRow, type WhoAmI } from '../contracts.ts';
 import { responseSchema } from '../response-schema.ts';
 import { localParts } from '../../rater/index.ts';
 
@@ -64,7 +64,7 @@ export function registerDashboardRoutes(app: FastifyInstance, deps: AppDeps & { 
       querystring: { type: 'object', required: ['period'], properties: { period: { type: 'string', description: 'YYYY-MM' }, customer: { type: 'string' } } },
       response: { 200: obj },
     },
-  }, async (req) => {
+  }, async (req): Promise<UsageReconcile> => {
     const q = parseWith(z.object({ period: z.string().regex(/^\d{4}-\d{2}$/, 'period must be YYYY-MM'), customer: z.string().optional() }), req.query, 'query');
     const [y, m] = q.period.split('-').map(Number) as [number, number];
     // A period "starts in the month" in the customer's zone (Berlin's 1st is the 31st in UTC): widen, then filter.
@@ -73,7 +73,7 @@ export function registerDashboardRoutes(app: FastifyInstance, deps: AppDeps & { 
       return p.y === y && p.m === m - 1;
     };
     const invoices = (await b.billing.finalized({ customer: q.customer, periodFromMs: Date.UTC(y, m - 1, 1) - 2 * DAY, periodToMs: Date.UTC(y, m, 1) + 2 * DAY })).filter((s) => inLocalMonth(s.invoice));
-    const rows = [];
+    const rows: UsageReconcileRow[] = [];
     for (const { invoice: inv, subscriptionId } of invoices) {
       const ps = Date.parse(inv.periodStart);
       const pe = Date.parse(inv.periodEnd);

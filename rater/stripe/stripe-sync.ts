@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Stripe from 'stripe';
 import type { Logger } from '../../common/logger.ts';
+import type { ReconcileProblem, ReconcileRow } from '../contracts.ts';
 import type { Invoice } from '../invoice-types.ts';
 import { fromStripeAmount, MetadataKeys, planPush, toStripeAmount, type PushPlan } from './push-plan.ts';
 import { asStripeError, backoffDelayMs, DEFAULT_RETRY, isRetryableStripeError, StripeSyncError, toSyncError, type RetryPolicy } from './stripe-errors.ts';
@@ -26,23 +27,7 @@ export interface PushResult {
   status: string;
 }
 
-export const ReconcileProblems = ['total_differs', 'currency_differs', 'missing_in_stripe', 'not_this_invoice', 'voided_in_stripe'] as const;
-export type ReconcileProblem = (typeof ReconcileProblems)[number];
-
-export interface ReconcileRow {
-  meterlineInvoiceId: string;
-  stripeInvoiceId: string;
-  problems: ReconcileProblem[];
-  /** Meterline's currency, lower-case like Stripe's. */
-  currency: string;
-  stripeCurrency: string | null;
-  meterlineTotalMinor: string;
-  stripeTotalMinor: string | null;
-  /** Stripe minus Meterline, in minor units; null when the currencies differ or Stripe has no such invoice. */
-  differenceMinor: string | null;
-  /** Stripe's status (draft, open, paid, uncollectible, void); null when missing. */
-  status: string | null;
-}
+export { ReconcileProblems, type ReconcileProblem, type ReconcileRow } from '../contracts.ts';
 
 const FINALIZED = new Set(['open', 'paid', 'uncollectible']);
 

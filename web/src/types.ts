@@ -4,18 +4,24 @@
  * and amount is a decimal string.
  */
 import type { AnomalyRecord } from '../../anomaly/types.ts';
-import type { InvoiceHead as InvoiceHeadOf, PortalAlert, ProjectedInvoices } from '../../api/contracts.ts';
+import type { Aggregates as AggregatesOf, InvoiceHead as InvoiceHeadOf, PortalAlert, ProjectedInvoices, StripeMismatches } from '../../api/contracts.ts';
+import type { AggregateRow, ReconcileRow } from '../../rater/contracts.ts';
 import type { Invoice } from '../../rater/invoice-types.ts';
 
-export type { Account, Accounts, AccountSummary, Adjustment, Items, PortalAlert, PortalMeter, PortalTokenCreated, PortalTokenRecord, WhoAmI } from '../../api/contracts.ts';
+export type { Account, Accounts, AccountSummary, Adjustment, DeadLetter, DeadLetters, Items, PortalAlert, PortalMeter, PortalTokenCreated, PortalTokenRecord, Redriven, UsageReconcile, UsageReconcileRow, WhoAmI } from '../../api/contracts.ts';
 export type { AnomalyRecord } from '../../anomaly/types.ts';
 export type { Meter } from '../../meter/contracts.ts';
+export type { AggregateRow, Plan, Subscription } from '../../rater/contracts.ts';
 export type { Invoice, InvoiceLine } from '../../rater/invoice-types.ts';
 export type { BreakdownRow } from '../../rater/pricing/types.ts';
-export type { UsageResult, UsageRow } from '../../usage/contracts.ts';
+export type { ReconcileLine, UsageResult, UsageRow } from '../../usage/contracts.ts';
 
 export type InvoiceHead = InvoiceHeadOf<Invoice>;
 export type Projected = ProjectedInvoices<Invoice>;
+export type Aggregates = AggregatesOf<AggregateRow>;
+/** A finalized invoice Stripe does not agree with (the rater's Stripe `ReconcileRow`). */
+export type StripeMismatch = ReconcileRow;
+export type StripeReconcile = StripeMismatches<StripeMismatch>;
 
 /** An anomaly from either list: the dashboard's has every field, the portal's only the public ones. */
 export type Anomaly = PortalAlert & Partial<Omit<AnomalyRecord, keyof PortalAlert>>;

@@ -2,25 +2,7 @@ import { ApiError } from '../api.ts';
 import type { Page } from '../context.ts';
 import { h, note, replace, section, table } from '../dom.ts';
 import { money } from '../format.ts';
-import type { Meter } from '../types.ts';
-
-interface Plan {
-  key: string;
-  name: string;
-  currency: string;
-  interval: string;
-  baseFee?: { amount: string; timing: string };
-  minimumCommitment?: string;
-  charges: { key: string; meter: string; description?: string; price: { model: string } & Record<string, unknown> }[];
-}
-interface Subscription {
-  id: string;
-  customer: string;
-  anchor: string;
-  phases: { plan: string; start: string; end?: string }[];
-  overrides?: unknown;
-  discounts?: unknown[];
-}
+import type { Meter, Plan, Subscription } from '../types.ts';
 
 /** "2026-09-30 22:00 UTC": catalog instants as stored (a period starts at the customer's local midnight). */
 const utc = (iso: string) => `${iso.slice(0, 16).replace('T', ' ')} UTC`;

@@ -2,17 +2,7 @@ import { ApiError } from '../api.ts';
 import type { Page } from '../context.ts';
 import { h, note, replace } from '../dom.ts';
 import { dateTime } from '../format.ts';
-
-interface DeadLetter {
-  seq: number;
-  reason: string;
-  stream: string;
-  streamSeq: number;
-  index: number;
-  receivedAtMs: number;
-  deadLetteredAt: string;
-  event: string;
-}
+import type { DeadLetter, DeadLetters, Redriven } from '../types.ts';
 
 /** Events accepted but not counted, with the reason; admins re-drive one once the cause is fixed. */
 export const deadLettersPage: Page = (ctx) => {
@@ -45,7 +35,7 @@ export const deadLettersPage: Page = (ctx) => {
             const b = e.currentTarget as HTMLButtonElement;
             b.disabled = true;
             try {
-              const r = await ctx.api.post<{ streamSeq: number }>(`/api/v1/dead-letters/${d.seq}/redrive`);
+              const r = await ctx.api.post<Redriven>(`/api/v1/dead-letters/${d.seq}/redrive`);
               status.textContent = `Re-driven (stream seq ${r.streamSeq})`;
               b.remove();
             } catch (err) {
@@ -66,7 +56,7 @@ export const deadLettersPage: Page = (ctx) => {
   };
   const load = async () => {
     try {
-      const r = await ctx.api.get<{ total: number; nextAfterSeq?: number; items: DeadLetter[] }>('/api/v1/dead-letters', { limit: '50', ...(after !== undefined ? { afterSeq: String(after) } : {}) });
+      const r = await ctx.api.get<DeadLetters>('/api/v1/dead-letters', { limit: '50', ...(after !== undefined ? { afterSeq: String(after) } : {}) });
       count.textContent = `${r.total} dead letter${r.total === 1 ? '' : 's'}`;
       if (after === undefined) {
         if (r.items.length === 0) return replace(list, note('No dead letters: every accepted event was counted.'));

@@ -2,21 +2,9 @@ import { ApiError } from '../api.ts';
 import type { Page } from '../context.ts';
 import { badge, h, note, num, replace, section, table } from '../dom.ts';
 import { money, monthRange, period, previousMonth } from '../format.ts';
+import type { Aggregates, ReconcileLine, StripeReconcile, UsageReconcile, UsageReconcileRow } from '../types.ts';
 
-interface RollupLine {
-  meter: string;
-  rawEvents: string;
-  values: { count: string; sum: string };
-  rollups: Record<string, { count: string; sum: string }>;
-  uncounted: string;
-  /** Per-event checks (GET /api/v1/reconcile): each must be "0". */
-  rawDuplicates: string;
-  valueDuplicates: string;
-  missingValues: string;
-  orphanValues: string;
-  missingKeys: string;
-  ok: boolean;
-}
+/** A ReconcileLine's per-event checks: each must be "0". */
 const PER_EVENT = [
   ['rawDuplicates', 'duplicate raw events'],
   ['valueDuplicates', 'duplicate values'],
@@ -24,38 +12,7 @@ const PER_EVENT = [
   ['orphanValues', 'values without event'],
   ['missingKeys', 'missing dedup keys'],
 ] as const;
-interface UsageReconcileRow {
-  customer: string;
-  invoiceId: string;
-  number: string | null;
-  periodStart: string;
-  periodEnd: string;
-  meter: string;
-  aggregation: string | null;
-  metered: string | null;
-  usageCorrections: string;
-  invoiced: string;
-  corrected: string;
-  difference: string | null;
-  status: 'ok' | 'pending' | 'mismatch' | 'not_additive';
-  timeZone?: string;
-}
-interface AggregateRow {
-  customer: string;
-  currency: string;
-  meter: string;
-  kind: string;
-  quantity: string;
-  amount: string;
-}
-interface StripeMismatch {
-  meterlineInvoiceId: string;
-  customer?: string;
-  differenceMinor?: string;
-  [k: string]: unknown;
-}
-
-const STATUS_BADGE: Record<string, [string, string]> = { ok: ['ok', 'ok'], pending: ['pending correction', 'info'], mismatch: ['mismatch', 'bad'], not_additive: ['not additive', 'muted'] };
+const STATUS_BADGE: Record<UsageReconcileRow['status'], [string, string]> = { ok: ['ok', 'ok'], pending: ['pending correction', 'info'], mismatch: ['mismatch', 'bad'], not_additive: ['not additive', 'muted'] };
 const accountLink = (customer: string) => h('a', { href: `#/accounts/${encodeURIComponent(customer)}` }, customer);
 
 /**
@@ -93,7 +50,7 @@ export const reconciliationPage: Page = (ctx) => {
     const { from, to } = monthRange(m);
     for (const el of [rollupsEl, usageEl, aggEl, stripeEl]) replace(el, note('Loading…'));
     let problems = 0;
-    const rollups = ctx.api.get<{ ok: boolean; meters: RollupLine[] }>('/api/v1/reconcile', { from, to }).then(
+    const rollups = ctx.api.get<{ ok: boolean; meters: ReconcileLine[] }>('/api/v1/reconcile', { from, to }).then(
       (r) => {
         problems += r.meters.filter((l) => !l.ok).length;
         replace(
@@ -103,12 +60,12 @@ export const reconciliationPage: Page = (ctx) => {
             : table(
                 ['Meter', 'Raw events', 'Values (count)', 'Values (sum)', 'Minute rollup', 'Hour rollup', 'Day rollup', 'Uncounted', 'Per event', 'Status'],
                 r.meters.map((l) => {
-                  const roll = (t: string) => {
-                    const x = l.rollups[t] ?? { count: '?', sum: '?' };
+                  const roll = (t: keyof ReconcileLine['rollups']) => {
+                    const x = l.rollups[t];
                     const same = x.count === l.values.count && x.sum === l.values.sum;
                     return h('td', { class: `num ${same ? '' : 'cell-bad'}`, 'data-value': `${x.count}/${x.sum}` }, `${x.count} / ${x.sum}`);
                   };
-                  const wrong = PER_EVENT.filter(([k]) => (l[k] ?? '0') !== '0').map(([k, label]) => `${l[k]} ${label}`);
+                  const wrong = PER_EVENT.filter(([k]) => l[k] !== '0').map(([k, label]) => `${l[k]} ${label}`);
                   const perEvent = h('td', { class: wrong.length ? 'cell-bad' : '', 'data-per-event': wrong.length ? 'bad' : 'ok' }, wrong.length ? wrong.join(', ') : 'exact');
                   return h('tr', { 'data-meter': l.meter, 'data-ok': String(l.ok) }, h('th', { scope: 'row' }, l.meter), num(l.rawEvents), num(l.values.count), num(l.values.sum), roll('meter_usage_1m_v2'), roll('meter_usage_1h_v2'), roll('meter_usage_1d_v2'), num(l.uncounted), perEvent, h('td', {}, badge(l.ok ? 'ok' : 'mismatch', l.ok ? 'ok' : 'bad')));
                 }),
@@ -118,7 +75,7 @@ export const reconciliationPage: Page = (ctx) => {
       },
       (err: unknown) => fail(rollupsEl, err),
     );
-    const usage = ctx.api.get<{ ok: boolean; rows: UsageReconcileRow[] }>('/api/v1/billing/usage-reconcile', { period: m }).then(
+    const usage = ctx.api.get<UsageReconcile>('/api/v1/billing/usage-reconcile', { period: m }).then(
       (r) => {
         problems += r.rows.filter((x) => x.status === 'mismatch').length;
         replace(
@@ -128,12 +85,12 @@ export const reconciliationPage: Page = (ctx) => {
             : table(
                 ['Account', 'Invoice', 'Meter', 'Metered', 'Usage corrections', 'Invoiced', 'Corrected later', 'Difference', 'Status'],
                 r.rows.map((x) => {
-                  const [label, kind] = STATUS_BADGE[x.status]!;
+                  const [label, kind] = STATUS_BADGE[x.status];
                   return h(
                     'tr',
                     { 'data-customer': x.customer, 'data-meter': x.meter, 'data-status': x.status, class: x.status === 'mismatch' ? 'row-bad' : '' },
                     h('th', { scope: 'row' }, accountLink(x.customer)),
-                    h('td', {}, x.number ?? x.invoiceId, h('div', { class: 'muted small' }, period(x.periodStart, x.periodEnd, x.timeZone ?? 'UTC'))),
+                    h('td', {}, x.number ?? x.invoiceId, h('div', { class: 'muted small' }, period(x.periodStart, x.periodEnd, x.timeZone))),
                     h('td', {}, x.meter),
                     num(x.metered ?? '', x.metered ?? '—'),
                     num(x.usageCorrections),
@@ -149,7 +106,7 @@ export const reconciliationPage: Page = (ctx) => {
       },
       (err: unknown) => fail(usageEl, err),
     );
-    const agg = ctx.api.get<{ rows: AggregateRow[] }>('/api/v1/billing/aggregates', { period: m }).then(
+    const agg = ctx.api.get<Aggregates>('/api/v1/billing/aggregates', { period: m }).then(
       (r) =>
         replace(
           aggEl,
@@ -162,7 +119,7 @@ export const reconciliationPage: Page = (ctx) => {
         ),
       (err: unknown) => fail(aggEl, err),
     );
-    const stripe = ctx.api.get<{ mismatches: StripeMismatch[] }>('/api/v1/billing/stripe/reconcile').then(
+    const stripe = ctx.api.get<StripeReconcile>('/api/v1/billing/stripe/reconcile').then(
       (r) => {
         problems += r.mismatches.length;
         replace(
@@ -171,7 +128,8 @@ export const reconciliationPage: Page = (ctx) => {
             ? note('Every synced invoice matches Stripe.')
             : table(
                 ['Invoice', 'Account', 'Difference (minor units)', 'Details'],
-                r.mismatches.map((x) => h('tr', { class: 'row-bad' }, h('td', {}, x.meterlineInvoiceId), h('td', {}, x.customer ? accountLink(x.customer) : '—'), num(x.differenceMinor ?? ''), h('td', { class: 'mono small' }, JSON.stringify(x)))),
+                // The server's row names no customer (rater's ReconcileRow): the Account cell stays empty, as it always was.
+                r.mismatches.map((x) => h('tr', { class: 'row-bad' }, h('td', {}, x.meterlineInvoiceId), h('td', {}, '—'), num(x.differenceMinor ?? ''), h('td', { class: 'mono small' }, JSON.stringify(x)))),
               ),
         );
       },
