@@ -13,8 +13,10 @@ const key = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'must be 1-12
 const isoTime = z.string().refine((s) => /^\d{4}-\d{2}-\d{2}T/.test(s) && !Number.isNaN(Date.parse(s)), 'must be an RFC 3339 date-time such as 2026-01-01T00:00:00Z');
 export const CurrencySchema = z.string().regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code such as USD');
 
-/** A plan's billing interval: the keys of `Intervals` (./periods.ts, which is not pure); api/contracts.test.ts keeps them equal. */
-export const PlanIntervals = ['month', 'quarter', 'year'] as const;
+/** A plan's billing interval and its length in months (./periods.ts cuts periods with it). */
+export const Intervals = { month: 1, quarter: 3, year: 12 } as const;
+export type Interval = keyof typeof Intervals;
+export const PlanIntervals = Object.keys(Intervals) as [Interval, ...Interval[]];
 
 export const DiscountSchema = z
   .object({

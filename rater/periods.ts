@@ -1,4 +1,5 @@
 import { tzOffsetMinutes } from '../usage/index.ts';
+import { Intervals, type Interval } from './contracts.ts';
 
 /**
  * Billing periods, cut in the customer's time zone. Pure.
@@ -8,8 +9,7 @@ import { tzOffsetMinutes } from '../usage/index.ts';
  * Apr 30, ... (the anchor's day, clamped to the month's length, as Stripe does). Periods are
  * half-open [start, end) instants; their length in seconds varies with the month and with DST.
  */
-export const Intervals = { month: 1, quarter: 3, year: 12 } as const;
-export type Interval = keyof typeof Intervals;
+export { Intervals, type Interval } from './contracts.ts';
 
 export interface Period {
   start: number;
