@@ -4,6 +4,8 @@ import type { CatalogReplica } from '../common/catalog.ts';
 import type { Store } from '../common/clickhouse.ts';
 import { errorMessage } from '../common/errors.ts';
 import type { Logger } from '../common/logger.ts';
+import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import { afterAttempt, DEFAULT_RETRY_DELAYS_MS, deliveryId, pendingState, type DeliveryMessage, type DeliveryQueue, type DeliveryState, type DeliveryStatus } from './delivery.ts';
 import type { Anomaly } from './store.ts';
 
 /** Where alerts go: a generic JSON webhook signed with HMAC-SHA256, or a Slack incoming webhook. */
@@ -29,10 +31,14 @@ export function signPayload(secret: string, body: string, unixSeconds: number): 
   return `t=${unixSeconds},v1=${mac}`;
 }
 
-export type AlertEvent = 'anomaly.opened' | 'anomaly.escalated';
+export type AlertEvent = 'anomaly.opened' | 'anomaly.escalated' | 'anomaly.resolved';
 
 export function alertBody(webhook: Pick<Webhook, 'format'>, event: AlertEvent, a: Anomaly): string {
   if (webhook.format === 'slack') {
+    if (event === 'anomaly.resolved') {
+      const text = `:white_check_mark: resolved: ${a.kind.replace('_', ' ')} for ${a.customer}${a.meter ? ` (${a.meter})` : ''}${a.resolutionNote ? `: ${a.resolutionNote}` : ''}`;
+      return JSON.stringify({ text, blocks: [{ type: 'section', text: { type: 'mrkdwn', text } }] });
+    }
     const icon = a.severity === 'critical' ? ':rotating_light:' : ':warning:';
     return JSON.stringify({
       text: `${icon} ${a.kind.replace('_', ' ')} for ${a.customer}${a.meter ? ` (${a.meter})` : ''}: ${a.message}`,
@@ -42,19 +48,51 @@ export function alertBody(webhook: Pick<Webhook, 'format'>, event: AlertEvent, a
   return JSON.stringify({ type: event, anomaly: a });
 }
 
-const RETRY_DELAYS_MS = [0, 1_000, 5_000, 30_000];
+export interface AlertDispatcherDeps {
+  nc: NatsConnection;
+  subjectPrefix: string;
+  webhooks: CatalogReplica<Webhook>;
+  store: Store;
+  logger: Logger;
+  /** Where deliveries wait (JetStream), so they survive a restart. */
+  queue: DeliveryQueue;
+  fetch?: typeof fetch;
+  /** Waits between attempts (DEFAULT_RETRY_DELAYS_MS: over ~24 h); after the last one a delivery has failed. */
+  retryDelaysMs?: readonly number[];
+  /** Attempts this process runs at once. */
+  concurrency?: number;
+  /** Timeout of one HTTP attempt. */
+  attemptTimeoutMs?: number;
+}
+
+/** An attempt log row of `alert_deliveries`, as the API returns it. */
+export interface DeliveryAttempt {
+  anomalyId: string;
+  event: string;
+  attempt: number;
+  ok: boolean;
+  httpStatus: number;
+  error: string;
+  at: string;
+}
 
 /**
- * Delivers alerts: published on `meterline.alerts.<kind>` for other NATS consumers, and POSTed
- * to every webhook that wants the kind, with retries and backoff (1 s, 5 s, 30 s). Every attempt
- * is logged in `alert_deliveries`. Deliveries run in the background; `idle()` waits for them.
+ * Delivers alerts: published on `meterline.alerts.<kind>` for other NATS consumers, and queued
+ * on JetStream once per webhook that wants the kind (DeliveryQueue). The worker (`start`, in
+ * every process that may dispatch; all share one durable consumer, so a message is attempted by
+ * one process at a time) POSTs it, acks after a 2xx and otherwise retries after the next wait of
+ * `retryDelaysMs` (1 min … 9 h, ~24 h in all), then gives up (`failed`). Every attempt is logged
+ * in `alert_deliveries`; each delivery's state is in the queue's KV bucket.
  */
 export class AlertDispatcher {
-  private readonly inFlight = new Set<Promise<void>>();
+  private readonly enqueuing = new Set<Promise<void>>();
+  private readonly handling = new Set<Promise<void>>();
+  /** Deliveries this process queued whose first attempt has not been seen yet (for `idle`). */
+  private readonly awaiting = new Map<string, string>();
+  private messages: ConsumerMessages | undefined;
+  private loop: Promise<void> | undefined;
 
-  constructor(
-    private readonly deps: { nc: NatsConnection; subjectPrefix: string; webhooks: CatalogReplica<Webhook>; store: Store; logger: Logger; fetch?: typeof fetch; retryDelaysMs?: number[] },
-  ) {}
+  constructor(private readonly deps: AlertDispatcherDeps) {}
 
   dispatch(event: AlertEvent, a: Anomaly): void {
     try {
@@ -64,38 +102,115 @@ export class AlertDispatcher {
     }
     for (const w of this.deps.webhooks.list()) {
       if (w.kinds.length > 0 && !w.kinds.includes(a.kind)) continue;
-      const p = this.deliver(w, event, a).finally(() => this.inFlight.delete(p));
-      this.inFlight.add(p);
+      const id = deliveryId(event, a, w.id);
+      const p = this.deps.queue
+        .enqueue({ id, webhookId: w.id, event, anomaly: a, enqueuedAt: new Date().toISOString() }, Date.now())
+        .then((r) => void (r === 'queued' && this.awaiting.set(id, w.id)))
+        .catch((err: unknown) => this.deps.logger.error({ err: errorMessage(err), webhook: w.id, anomaly: a.id }, 'could not queue an alert delivery'))
+        .finally(() => this.enqueuing.delete(p));
+      this.enqueuing.add(p);
     }
   }
 
-  async idle(): Promise<void> {
-    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
-  }
-
-  private async deliver(w: Webhook, event: AlertEvent, a: Anomaly): Promise<void> {
-    const body = alertBody(w, event, a);
-    const delays = this.deps.retryDelaysMs ?? RETRY_DELAYS_MS;
-    const doFetch = this.deps.fetch ?? fetch;
-    for (let attempt = 1; attempt <= delays.length; attempt++) {
-      const wait = delays[attempt - 1]!;
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      let status = 0;
-      let error = '';
-      try {
-        const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'meterline-alerts/1', 'meterline-event': event };
-        if (w.format === 'json') headers[SIGNATURE_HEADER] = signPayload(w.secret, body, Math.floor(Date.now() / 1000));
-        const res = await doFetch(w.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(10_000) });
-        status = res.status;
-        await res.arrayBuffer().catch(() => undefined);
-        if (!res.ok) error = `HTTP ${res.status}`;
-      } catch (err) {
-        error = errorMessage(err);
+  /** Starts attempting queued deliveries (those of every process, from before a restart too). */
+  async start(): Promise<void> {
+    if (this.messages) return;
+    const max = this.deps.concurrency ?? 8;
+    const messages = await this.deps.queue.consume(max);
+    this.messages = messages;
+    this.loop = (async () => {
+      for await (const m of messages) {
+        const p = this.handle(m).finally(() => this.handling.delete(p));
+        this.handling.add(p);
+        while (this.handling.size >= max) await Promise.race(this.handling);
       }
-      await this.log(a.id, w.id, event, attempt, error === '', status, error);
-      if (error === '') return;
-      this.deps.logger.warn({ webhook: w.id, anomaly: a.id, attempt, error }, 'alert delivery failed');
+    })().catch((err: unknown) => this.deps.logger.error({ err: errorMessage(err) }, 'alert delivery worker stopped; queued deliveries wait for another worker or a restart'));
+  }
+
+  /** Stops taking messages and waits for the attempts under way; what is left stays queued. */
+  async stop(): Promise<void> {
+    await this.messages?.close();
+    await this.loop;
+    await Promise.allSettled([...this.handling]);
+    this.messages = undefined;
+  }
+
+  /** Waits until every delivery this process queued has had its first attempt (by any process). */
+  async idle(): Promise<void> {
+    while (this.enqueuing.size > 0) await Promise.allSettled([...this.enqueuing]);
+    while (this.awaiting.size > 0) {
+      for (const [id, webhookId] of this.awaiting) {
+        const s = await this.deps.queue.get(id, webhookId).catch(() => undefined);
+        if (s && (s.attempts > 0 || s.status === 'delivered' || s.status === 'failed')) this.awaiting.delete(id);
+      }
+      if (this.awaiting.size > 0) await new Promise((r) => setTimeout(r, 20));
     }
+  }
+
+  /**
+   * One attempt of a queued delivery. Order of effects: (1) a message whose delivery is already
+   * delivered or failed (its ack was lost in a crash) is acked or dropped without a POST; (2) the
+   * POST; (3) the attempt is logged in `alert_deliveries`; (4) the state is written; (5) ack after
+   * a 2xx, nak with the next wait, or term when the waits are used up. A crash after (2) and
+   * before (5) redelivers the message after the ack wait: after a 2xx, (1) then acks it without a
+   * second POST once (4) was written.
+   */
+  private async handle(m: JsMsg): Promise<void> {
+    const { queue, logger } = this.deps;
+    let msg: DeliveryMessage;
+    try {
+      msg = m.json<DeliveryMessage>();
+    } catch (err) {
+      logger.error({ err: errorMessage(err), seq: m.seq }, 'an alert delivery message is not JSON; dropped');
+      return m.term();
+    }
+    try {
+      const round = msg.redeliveries ?? 0;
+      let s = await queue.get(msg.id, msg.webhookId);
+      if (s && s.redeliveries > round) return m.ack(); // a newer redelivery is queued
+      if (!s || s.redeliveries < round) s = { ...pendingState(msg, Date.now(), round), ...(s ? { createdAt: s.createdAt } : {}) };
+      if (s.status === 'delivered') return m.ack();
+      if (s.status === 'failed') return m.term();
+      const w = this.deps.webhooks.get(msg.webhookId);
+      if (!w) {
+        await queue.put({ ...s, status: 'failed', nextAttemptAt: null, lastError: 'the webhook was deleted', updatedAt: new Date().toISOString() });
+        return m.term();
+      }
+      m.working();
+      const outcome = await this.post(w, msg.event, msg.anomaly, msg.id);
+      const next = afterAttempt(s, outcome, Date.now(), this.deps.retryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS);
+      await this.log(msg.anomaly.id, w.id, msg.event, next.state.attempts, outcome.ok, outcome.httpStatus, outcome.error);
+      // After a 2xx the message is acked even if the state cannot be written: no second POST.
+      await queue.put(next.state).catch((err: unknown) => {
+        if (next.action.type !== 'ack') throw err;
+        logger.error({ err: errorMessage(err), delivery: msg.id }, 'could not record a delivered alert');
+      });
+      if (next.action.type === 'ack') m.ack();
+      else if (next.action.type === 'nak') m.nak(next.action.delayMs);
+      else m.term();
+      if (!outcome.ok) logger.warn({ webhook: w.id, anomaly: msg.anomaly.id, delivery: msg.id, attempt: next.state.attempts, error: outcome.error, status: next.state.status, nextAttemptAt: next.state.nextAttemptAt }, 'alert delivery failed');
+    } catch (err) {
+      logger.error({ err: errorMessage(err) }, 'alert delivery could not be handled; it comes back in a minute');
+      m.nak(60_000);
+    }
+  }
+
+  private async post(w: Webhook, event: AlertEvent, a: Anomaly, id: string): Promise<{ ok: boolean; httpStatus: number; error: string }> {
+    const body = alertBody(w, event, a);
+    const doFetch = this.deps.fetch ?? fetch;
+    let status = 0;
+    let error = '';
+    try {
+      const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'meterline-alerts/1', 'meterline-event': event, 'meterline-delivery': id };
+      if (w.format === 'json') headers[SIGNATURE_HEADER] = signPayload(w.secret, body, Math.floor(Date.now() / 1000));
+      const res = await doFetch(w.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(this.deps.attemptTimeoutMs ?? 10_000) });
+      status = res.status;
+      await res.arrayBuffer().catch(() => undefined);
+      if (!res.ok) error = `HTTP ${res.status}`;
+    } catch (err) {
+      error = errorMessage(err);
+    }
+    return { ok: error === '', httpStatus: status, error };
   }
 
   private async log(anomalyId: string, webhookId: string, event: string, attempt: number, ok: boolean, httpStatus: number, error: string): Promise<void> {
@@ -104,7 +219,17 @@ export class AlertDispatcher {
       .catch((err: unknown) => this.deps.logger.error({ err: errorMessage(err) }, 'could not log an alert delivery'));
   }
 
-  async deliveries(webhookId: string, limit = 100): Promise<{ anomalyId: string; event: string; attempt: number; ok: boolean; httpStatus: number; error: string; at: string }[]> {
+  /** The state of each delivery (pending, retrying, delivered, failed), most recently changed first. */
+  states(filter: { webhookId?: string; status?: DeliveryStatus; limit?: number } = {}): Promise<DeliveryState[]> {
+    return this.deps.queue.list(filter);
+  }
+
+  /** Queues a delivery that failed (or was delivered) again, with the anomaly as it is now. */
+  redeliver(id: string, anomaly: (id: string) => Promise<Anomaly>): Promise<DeliveryState> {
+    return this.deps.queue.redeliver(id, anomaly, Date.now());
+  }
+
+  async deliveries(webhookId: string, limit = 100): Promise<DeliveryAttempt[]> {
     const rs = await this.deps.store.ch.query({
       query: `SELECT anomaly_id, event, attempt, ok, http_status, error, toString(toUnixTimestamp64Milli(at)) AS at FROM ${this.deps.store.db}.alert_deliveries WHERE webhook_id = {w:String} ORDER BY at DESC LIMIT {limit:UInt32}`,
       query_params: { w: webhookId, limit },

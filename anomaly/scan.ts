@@ -3,6 +3,7 @@ import { errorMessage } from '../common/errors.ts';
 import type { Logger } from '../common/logger.ts';
 import type { Meter } from '../meter/index.ts';
 import type { Customer } from '../rater/index.ts';
+import { resolveRecovered, type RecoveryOptions } from './auto-resolve.ts';
 import { billShock, detect, historyHours, thresholdCrossings } from './detect.ts';
 import type { AlertSink, AnomalyRecords, BillingView, CatalogView, ScanLease, ScanUsage } from './scan-deps.ts';
 import type { Detection, DetectorParams } from './types.ts';
@@ -34,6 +35,8 @@ export interface ScanDeps {
   params: DetectorParams;
   /** Projected invoice / median of the last three invoices above which a bill shock is raised. */
   billShockRatio: number;
+  /** Resolve spikes, drops and gaps once usage is back to normal (auto-resolve.ts); unset: only people resolve. */
+  recovery?: RecoveryOptions;
 }
 
 export interface ScanResult {
@@ -99,9 +102,17 @@ export class AnomalyScanner {
         }
       }
     }
+    await this.resolveRecovered(nowMs);
     await this.scanBillShock(nowMs, counts);
     await this.scanThresholds(nowMs, counts);
     return counts;
+  }
+
+  private async resolveRecovered(nowMs: number): Promise<void> {
+    const recovery = this.deps.recovery;
+    if (!recovery) return;
+    const resolved = await resolveRecovered({ ...this.deps, recovery }, nowMs);
+    if (resolved > 0) this.deps.logger.info({ resolved }, 'anomalies resolved: usage back to normal');
   }
 
   private async scanBillShock(nowMs: number, counts: ScanResult): Promise<void> {

@@ -7,7 +7,7 @@ import { BASE64URL_KEYS, CatalogReplica } from '../common/catalog.ts';
 import { Leases } from '../common/lease.ts';
 import { Billing, InvoiceSync, type Customer, type Plan, type Subscription } from '../rater/index.ts';
 import { createStripeClient, StripeSync } from '../rater/stripe/index.ts';
-import { AlertDispatcher, AnomalyScanner, AnomalyStore, type Threshold, type Webhook } from '../anomaly/index.ts';
+import { AlertDispatcher, AnomalyScanner, AnomalyStore, DeliveryQueue, type DeliveryQueueOptions, type Threshold, type Webhook } from '../anomaly/index.ts';
 import cron, { type ScheduledTask } from 'node-cron';
 import { Counter } from 'prom-client';
 import { migrate, openStore, type Store } from '../common/clickhouse.ts';
@@ -48,6 +48,16 @@ export interface Runtime {
   /** The admin key created for a new installation (only on its first start). */
   firstAdminKey?: string;
   stop(): Promise<void>;
+}
+
+/** The alert delivery queue of an installation: stream, subjects beside the events' (never under them), state bucket. */
+export function deliveryQueueOptions(config: Config): DeliveryQueueOptions {
+  return {
+    stream: `${config.NATS_STREAM}_ALERTS`,
+    subject: [...config.NATS_SUBJECT_PREFIX.split('.').slice(0, -1), 'alert-deliveries'].join('.'),
+    bucket: `${config.NATS_KV_BUCKET}_alerts`,
+    replicas: config.NATS_REPLICAS,
+  };
 }
 
 /** Where `meterline start` records how to reach it, for the other CLI commands. */
@@ -284,9 +294,21 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
 
   // Anomaly detection: scanner (scheduler role) and the API over anomalies, thresholds, webhooks.
   const anomalyStore = store ? new AnomalyStore(store) : undefined;
+  // Webhook deliveries wait in a JetStream work queue (subjects beside the events', never under them).
+  const deliveryQueue = store ? await DeliveryQueue.open(nats.js, nats.jsm, deliveryQueueOptions(config)) : undefined;
   const alerts = store
-    ? new AlertDispatcher({ nc: nats.nc, subjectPrefix: `${config.NATS_SUBJECT_PREFIX.split('.')[0]}.alerts`, webhooks: catalog.webhooks, store, logger: logger.child({ component: 'alerts' }) })
+    ? new AlertDispatcher({
+        nc: nats.nc,
+        subjectPrefix: `${config.NATS_SUBJECT_PREFIX.split('.')[0]}.alerts`,
+        webhooks: catalog.webhooks,
+        store,
+        queue: deliveryQueue!,
+        retryDelaysMs: config.ALERT_RETRY_DELAYS,
+        logger: logger.child({ component: 'alerts' }),
+      })
     : undefined;
+  // Processes that may raise alerts (the scan's scheduler, the API's scan) attempt them too: one shared consumer.
+  if (alerts && (roles.includes('api') || roles.includes('scheduler'))) await alerts.start();
   const scanner =
     store && anomalyStore && alerts
       ? new AnomalyScanner({
@@ -301,6 +323,7 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
           logger: logger.child({ component: 'anomaly' }),
           params: { baselineWeeks: config.ANOMALY_BASELINE_WEEKS, zThreshold: config.ANOMALY_Z_THRESHOLD, minRatio: config.ANOMALY_MIN_RATIO, minExpected: config.ANOMALY_MIN_EXPECTED, gapHours: config.ANOMALY_GAP_HOURS },
           billShockRatio: config.ANOMALY_BILL_SHOCK_RATIO,
+          ...(config.ANOMALY_RESOLVE_HOURS > 0 ? { recovery: { records: anomalyStore, normalHours: config.ANOMALY_RESOLVE_HOURS } } : {}),
         })
       : undefined;
 
@@ -458,6 +481,7 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
       await app?.close();
       await ops?.close();
       await processor?.stop();
+      await alerts?.stop();
       catalog.stop();
       await nats.close();
       await store?.close();

@@ -125,6 +125,20 @@ export const ConfigSchema = z.object({
   ANOMALY_GAP_HOURS: int(2),
   /** Projected invoice / median of the last three invoices above which bill shock is raised. */
   ANOMALY_BILL_SHOCK_RATIO: z.coerce.number().min(1).default(1.5),
+  /** Complete hours in a row without a detection after which a spike, drop or gap resolves itself; 0: never. */
+  ANOMALY_RESOLVE_HOURS: int(2, 0),
+  /** Waits between webhook delivery attempts, comma-separated; after the last one a delivery has failed. */
+  ALERT_RETRY_DELAYS: z
+    .string()
+    .default('1m,5m,30m,2h,6h,6h,9h')
+    .transform((v, ctx) => {
+      const ms = v.split(',').map((d) => parseDurationMs(d.trim()));
+      if (ms.some((x) => x === undefined)) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `"${v}" is not a list of durations; use e.g. 1m,5m,30m,2h` });
+        return z.NEVER;
+      }
+      return ms as number[];
+    }),
   /** Stripe secret key; unset: invoices are not pushed to Stripe. */
   STRIPE_API_KEY: z.string().optional(),
   /** Another Stripe-compatible endpoint (tests use a local one), e.g. http://127.0.0.1:12111. */

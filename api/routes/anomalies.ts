@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../../common/errors.ts';
 import type { CatalogReplica } from '../../common/catalog.ts';
-import { AnomalyKinds, AnomalyStatuses, type AlertDispatcher, type AnomalyScanner, type AnomalyStore, type Threshold, type Webhook } from '../../anomaly/index.ts';
+import { AnomalyKinds, AnomalyStatuses, DeliveryStatuses, type AlertDispatcher, type AnomalyScanner, type AnomalyStore, type Threshold, type Webhook } from '../../anomaly/index.ts';
 import type { AppDeps } from '../app.ts';
 import { jsonBody, parseWith } from '../http.ts';
 
@@ -17,6 +17,35 @@ export interface AnomalyRouteDeps {
 
 const obj = { type: 'object', additionalProperties: true } as const;
 const tags = ['anomalies'];
+const str = { type: 'string' } as const;
+const int = { type: 'integer' } as const;
+const nullableStr = { type: ['string', 'null'] } as const;
+
+/** One attempt of the `alert_deliveries` log. */
+const deliveryAttemptSchema = {
+  type: 'object',
+  properties: { anomalyId: str, event: str, attempt: int, ok: { type: 'boolean' }, httpStatus: int, error: str, at: str },
+} as const;
+
+/** One delivery (an alert event × a webhook) and where it stands. */
+const deliveryStateSchema = {
+  type: 'object',
+  properties: {
+    id: str,
+    webhookId: str,
+    anomalyId: str,
+    event: { type: 'string', enum: ['anomaly.opened', 'anomaly.escalated', 'anomaly.resolved'] },
+    status: { type: 'string', enum: [...DeliveryStatuses], description: 'pending: queued, not attempted yet; retrying: failed, next attempt at nextAttemptAt; delivered: a 2xx; failed: gave up (redeliver to try again)' },
+    attempts: int,
+    nextAttemptAt: nullableStr,
+    lastStatus: { type: 'integer', description: 'HTTP status of the last attempt; 0 when there was no response' },
+    lastError: str,
+    createdAt: str,
+    updatedAt: str,
+    deliveredAt: nullableStr,
+    redeliveries: int,
+  },
+} as const;
 
 /** Anomalies (list, acknowledge, resolve), thresholds and alert webhooks. Reads: read scope; changes: admin. */
 export function registerAnomalyRoutes(app: FastifyInstance, deps: AppDeps, a: AnomalyRouteDeps): void {
@@ -96,8 +125,34 @@ export function registerAnomalyRoutes(app: FastifyInstance, deps: AppDeps, a: An
     await a.webhooks.delete(req.params.id);
     return reply.status(204).send();
   });
-  app.get<{ Params: { id: string } }>('/api/v1/webhooks/:id/deliveries', { config: { scope: 'admin' }, schema: { tags, summary: 'The delivery log of a webhook (every attempt)', response: { 200: obj } } }, async (req) => {
+  app.get<{ Params: { id: string } }>('/api/v1/webhooks/:id/deliveries', {
+    config: { scope: 'admin' },
+    schema: {
+      tags,
+      summary: 'The delivery log of a webhook (items: every attempt) and the state of each delivery (deliveries)',
+      response: { 200: { type: 'object', properties: { items: { type: 'array', items: deliveryAttemptSchema }, deliveries: { type: 'array', items: deliveryStateSchema } } }, 404: { $ref: 'Error#' } },
+    },
+  }, async (req) => {
     if (!a.webhooks.get(req.params.id)) throw new AppError('NOT_FOUND', `no webhook "${req.params.id}"`);
-    return { items: await a.alerts.deliveries(req.params.id) };
+    return { items: await a.alerts.deliveries(req.params.id), deliveries: await a.alerts.states({ webhookId: req.params.id }) };
   });
+
+  // ---- deliveries ----
+  const DeliveryQuery = z.object({ status: z.enum(DeliveryStatuses).optional(), webhook: z.string().optional(), limit: z.coerce.number().int().min(1).max(1000).optional() });
+  app.get<{ Querystring: Record<string, string> }>('/api/v1/alert-deliveries', {
+    config: { scope: 'admin' },
+    schema: {
+      tags,
+      summary: 'Alert deliveries (one per alert event × webhook) by state, most recently changed first',
+      querystring: { type: 'object', properties: { status: { type: 'string', enum: [...DeliveryStatuses] }, webhook: { type: 'string' }, limit: { type: 'integer' } } },
+      response: { 200: { type: 'object', properties: { items: { type: 'array', items: deliveryStateSchema } } } },
+    },
+  }, async (req) => {
+    const q = parseWith(DeliveryQuery, req.query, 'query');
+    return { items: await a.alerts.states({ status: q.status, webhookId: q.webhook, limit: q.limit }) };
+  });
+  app.post<{ Params: { id: string } }>('/api/v1/alert-deliveries/:id/redeliver', {
+    config: { scope: 'admin' },
+    schema: { tags, summary: 'Queue a failed (or delivered) delivery again, from a first attempt, with the anomaly as it is now', response: { 200: deliveryStateSchema, 400: { $ref: 'Error#' }, 404: { $ref: 'Error#' } } },
+  }, async (req) => a.alerts.redeliver(req.params.id, (id) => a.anomalies.get(id)));
 }
