@@ -4,8 +4,7 @@ import type { CatalogReplica } from '../common/catalog.ts';
 import type { Store } from '../common/clickhouse.ts';
 import { errorMessage } from '../common/errors.ts';
 import type { Logger } from '../common/logger.ts';
-import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
-import { afterAttempt, DEFAULT_RETRY_DELAYS_MS, deliveryId, pendingState, type DeliveryMessage, type DeliveryQueue, type DeliveryState, type DeliveryStatus } from './delivery.ts';
+import { afterAttempt, DEFAULT_RETRY_DELAYS_MS, deliveryId, pendingState, type DeliveryFeed, type DeliveryMessage, type DeliveryState, type DeliveryStatus, type DeliveryStore, type QueuedDelivery } from './delivery.ts';
 import type { Anomaly } from './store.ts';
 
 /** Where alerts go: a generic JSON webhook signed with HMAC-SHA256, or a Slack incoming webhook. */
@@ -51,11 +50,12 @@ export function alertBody(webhook: Pick<Webhook, 'format'>, event: AlertEvent, a
 export interface AlertDispatcherDeps {
   nc: NatsConnection;
   subjectPrefix: string;
-  webhooks: CatalogReplica<Webhook>;
-  store: Store;
+  webhooks: Pick<CatalogReplica<Webhook>, 'get' | 'list'>;
+  /** The attempt log (ClickHouse `alert_deliveries`). */
+  attempts: AttemptLog;
   logger: Logger;
-  /** Where deliveries wait (JetStream), so they survive a restart. */
-  queue: DeliveryQueue;
+  /** Where deliveries wait (JetStream, DeliveryQueue), so they survive a restart. */
+  queue: DeliveryStore;
   fetch?: typeof fetch;
   /** Waits between attempts (DEFAULT_RETRY_DELAYS_MS: over ~24 h); after the last one a delivery has failed. */
   retryDelaysMs?: readonly number[];
@@ -89,7 +89,7 @@ export class AlertDispatcher {
   private readonly handling = new Set<Promise<void>>();
   /** Deliveries this process queued whose first attempt has not been seen yet (for `idle`). */
   private readonly awaiting = new Map<string, string>();
-  private messages: ConsumerMessages | undefined;
+  private messages: DeliveryFeed | undefined;
   private loop: Promise<void> | undefined;
 
   constructor(private readonly deps: AlertDispatcherDeps) {}
@@ -155,7 +155,7 @@ export class AlertDispatcher {
    * before (5) redelivers the message after the ack wait: after a 2xx, (1) then acks it without a
    * second POST once (4) was written.
    */
-  private async handle(m: JsMsg): Promise<void> {
+  private async handle(m: QueuedDelivery): Promise<void> {
     const { queue, logger } = this.deps;
     let msg: DeliveryMessage;
     try {
@@ -179,7 +179,7 @@ export class AlertDispatcher {
       m.working();
       const outcome = await this.post(w, msg.event, msg.anomaly, msg.id);
       const next = afterAttempt(s, outcome, Date.now(), this.deps.retryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS);
-      await this.log(msg.anomaly.id, w.id, msg.event, next.state.attempts, outcome.ok, outcome.httpStatus, outcome.error);
+      await this.deps.attempts.record({ anomalyId: msg.anomaly.id, webhookId: w.id, event: msg.event, attempt: next.state.attempts, ok: outcome.ok, httpStatus: outcome.httpStatus, error: outcome.error });
       // After a 2xx the message is acked even if the state cannot be written: no second POST.
       await queue.put(next.state).catch((err: unknown) => {
         if (next.action.type !== 'ack') throw err;
@@ -213,12 +213,6 @@ export class AlertDispatcher {
     return { ok: error === '', httpStatus: status, error };
   }
 
-  private async log(anomalyId: string, webhookId: string, event: string, attempt: number, ok: boolean, httpStatus: number, error: string): Promise<void> {
-    await this.deps.store.ch
-      .insert({ table: `${this.deps.store.db}.alert_deliveries`, values: [{ anomaly_id: anomalyId, webhook_id: webhookId, event, attempt, ok, http_status: httpStatus, error: error.slice(0, 500), at: Date.now() }], format: 'JSONEachRow' })
-      .catch((err: unknown) => this.deps.logger.error({ err: errorMessage(err) }, 'could not log an alert delivery'));
-  }
-
   /** The state of each delivery (pending, retrying, delivered, failed), most recently changed first. */
   states(filter: { webhookId?: string; status?: DeliveryStatus; limit?: number } = {}): Promise<DeliveryState[]> {
     return this.deps.queue.list(filter);
@@ -229,9 +223,34 @@ export class AlertDispatcher {
     return this.deps.queue.redeliver(id, anomaly, Date.now());
   }
 
-  async deliveries(webhookId: string, limit = 100): Promise<DeliveryAttempt[]> {
-    const rs = await this.deps.store.ch.query({
-      query: `SELECT anomaly_id, event, attempt, ok, http_status, error, toString(toUnixTimestamp64Milli(at)) AS at FROM ${this.deps.store.db}.alert_deliveries WHERE webhook_id = {w:String} ORDER BY at DESC LIMIT {limit:UInt32}`,
+  /** Every attempt to one webhook, newest first. */
+  deliveries(webhookId: string, limit = 100): Promise<DeliveryAttempt[]> {
+    return this.deps.attempts.list(webhookId, limit);
+  }
+}
+
+/** The log of every attempt: appended after each attempt, read by the API. */
+export interface AttemptLog {
+  record(a: { anomalyId: string; webhookId: string; event: string; attempt: number; ok: boolean; httpStatus: number; error: string }): Promise<void>;
+  list(webhookId: string, limit: number): Promise<DeliveryAttempt[]>;
+}
+
+/** The attempt log in ClickHouse `alert_deliveries`; a failed write is logged, never thrown. */
+export class ClickHouseAttemptLog implements AttemptLog {
+  constructor(
+    private readonly store: Store,
+    private readonly logger: Logger,
+  ) {}
+
+  async record(a: { anomalyId: string; webhookId: string; event: string; attempt: number; ok: boolean; httpStatus: number; error: string }): Promise<void> {
+    await this.store.ch
+      .insert({ table: `${this.store.db}.alert_deliveries`, values: [{ anomaly_id: a.anomalyId, webhook_id: a.webhookId, event: a.event, attempt: a.attempt, ok: a.ok, http_status: a.httpStatus, error: a.error.slice(0, 500), at: Date.now() }], format: 'JSONEachRow' })
+      .catch((err: unknown) => this.logger.error({ err: errorMessage(err) }, 'could not log an alert delivery'));
+  }
+
+  async list(webhookId: string, limit = 100): Promise<DeliveryAttempt[]> {
+    const rs = await this.store.ch.query({
+      query: `SELECT anomaly_id, event, attempt, ok, http_status, error, toString(toUnixTimestamp64Milli(at)) AS at FROM ${this.store.db}.alert_deliveries WHERE webhook_id = {w:String} ORDER BY at DESC LIMIT {limit:UInt32}`,
       query_params: { w: webhookId, limit },
       format: 'JSONEachRow',
       clickhouse_settings: { output_format_json_quote_64bit_integers: 0 },

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { nanos } from '@nats-io/transport-node';
-import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, type ConsumerMessages, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { AppError } from '../common/errors.ts';
 import { kvKeys } from '../common/nats.ts';
@@ -100,6 +100,27 @@ export interface DeliveryQueueOptions {
   ackWaitMs?: number;
 }
 
+/** A queued message as the worker sees it (JetStream's JsMsg is one). */
+export interface QueuedDelivery {
+  seq: number;
+  json<T>(): T;
+  ack(): void;
+  /** Comes back after `millis` (to whichever worker asks then). */
+  nak(millis?: number): void;
+  /** Leaves the queue for good. */
+  term(reason?: string): void;
+  /** Restarts the ack wait: this worker is still on it. */
+  working(): void;
+}
+
+/** The messages one worker takes (JetStream's ConsumerMessages is one). */
+export interface DeliveryFeed extends AsyncIterable<QueuedDelivery> {
+  close(): Promise<void | Error>;
+}
+
+/** What the dispatcher needs of the queue (DeliveryQueue); unit tests hand in one in memory. */
+export type DeliveryStore = Pick<DeliveryQueue, 'enqueue' | 'get' | 'put' | 'list' | 'redeliver' | 'consume'>;
+
 /** The one durable consumer all workers share: JetStream gives each message to one of them at a time. */
 export const DELIVERY_CONSUMER = 'alert-delivery';
 
@@ -196,7 +217,7 @@ export class DeliveryQueue {
   }
 
   /** The shared consumer's messages, at most `max` held by this process at once. */
-  async consume(max: number): Promise<ConsumerMessages> {
+  async consume(max: number): Promise<DeliveryFeed> {
     const c = await this.js.consumers.get(this.opts.stream, DELIVERY_CONSUMER);
     return c.consume({ max_messages: max });
   }

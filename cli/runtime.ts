@@ -7,7 +7,7 @@ import { BASE64URL_KEYS, CatalogReplica } from '../common/catalog.ts';
 import { Leases } from '../common/lease.ts';
 import { Billing, InvoiceSync, type Customer, type Plan, type Subscription } from '../rater/index.ts';
 import { createStripeClient, StripeSync } from '../rater/stripe/index.ts';
-import { AlertDispatcher, AnomalyScanner, AnomalyStore, DeliveryQueue, type DeliveryQueueOptions, type Threshold, type Webhook } from '../anomaly/index.ts';
+import { AlertDispatcher, AnomalyScanner, ClickHouseAttemptLog, AnomalyStore, DeliveryQueue, type DeliveryQueueOptions, type Threshold, type Webhook } from '../anomaly/index.ts';
 import cron, { type ScheduledTask } from 'node-cron';
 import { Counter } from 'prom-client';
 import { migrate, openStore, type Store } from '../common/clickhouse.ts';
@@ -301,7 +301,7 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
         nc: nats.nc,
         subjectPrefix: `${config.NATS_SUBJECT_PREFIX.split('.')[0]}.alerts`,
         webhooks: catalog.webhooks,
-        store,
+        attempts: new ClickHouseAttemptLog(store, logger.child({ component: 'alerts' })),
         queue: deliveryQueue!,
         retryDelaysMs: config.ALERT_RETRY_DELAYS,
         logger: logger.child({ component: 'alerts' }),
