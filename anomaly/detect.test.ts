@@ -42,7 +42,9 @@ describe('detect: table', () => {
     ['1.5× the usual: within minRatio, nothing', withLast((v) => (v[JUDGED] = Math.round(base(JUDGED) * 1.5))), []],
     ['to 15 %: drop', withLast((v) => (v[JUDGED] = 300)), ['drop']],
     ['to 70 %: nothing', withLast((v) => (v[JUDGED] = Math.round(base(JUDGED) * 0.7))), []],
-    ['one silent office hour: not a drop, not a gap yet', withLast((v) => (v[JUDGED] = 0)), []],
+    // Issue 13: one silent hour where 2,100 are due is a total outage (was: nothing until the second hour).
+    ['one silent office hour at 2,100/h: a one-hour outage, gap', withLast((v) => (v[JUDGED] = 0)), ['gap']],
+    ['one silent office hour at 150/h: not a drop, not a gap yet', series(JUDGED + 1, (_h, t) => (t === JUDGED ? 0 : Math.round(office(t % HOURS_PER_WEEK, 150) * wobble(t, 0.05)))), []],
     ['two silent office hours: gap', withLast((v) => (v[JUDGED] = v[JUDGED - 1] = 0)), ['gap']],
     ['silent at night as usual: nothing', series(JUDGED + 1 - 10, (h, t) => (h % 24 >= 18 || h % 24 < 9 ? 0 : base(t))), []],
     ['back after a 9-hour gap yesterday: no spike', withLast((v) => v.fill(0, JUDGED - 24 - 4, JUDGED - 24 + 5)), []],
@@ -131,7 +133,8 @@ describe('detect: table', () => {
     expect(kinds(run([...low.slice(0, -1), 3]))).toEqual([]);
     expect(kinds(run([...low.slice(0, -1), 40]))).toEqual(['spike']);
     const quiet = series(JUDGED + 1, (h) => (h % 24 === 13 ? 0 : 1));
-    expect(run([...quiet.slice(0, -1), 40])[0]!.message).toBe('40 API calls in the hour to 14:00, usually none at this hour');
+    // At low volume the baseline is the trimmed mean of the neighbouring hours' weekly samples (a median of counts that are mostly 0 says "none").
+    expect(run([...quiet.slice(0, -1), 40])[0]!.message).toBe('40 API calls in the hour to 14:00, usually 0.64 ± 0.8 at this hour');
     const four = series(JUDGED + 1, () => 4);
     expect(kinds(run([...four.slice(0, -1), 1]))).toEqual([]);
   });

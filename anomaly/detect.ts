@@ -69,6 +69,7 @@
  *   and the level absorb most of it; ramp hours can alert).
  */
 import { clockTime, formatApprox, formatExact, formatMoney, hoursText, sinceTime } from './describe.ts';
+import { hourlyOffsets } from './clock.ts';
 import { MAD_SCALE, median, scaledMad, weightedMedian } from './robust.ts';
 import { DEFAULT_DETECTOR_PARAMS, type DescribeOptions, type Detection, type DetectorParams, type HourlySeries, type Severity } from './types.ts';
 
@@ -84,6 +85,14 @@ const LEVEL_PRIOR_EXPECTED = 5;
 const MIN_LEVEL_WEEKS = 2;
 /** Hours of recent residuals needed to estimate the customer's noise from them. */
 const MIN_SPREAD_HOURS = 12;
+/** Hours of the short level (a step is the new normal once it covers half of their weight). */
+const SHORT_LEVEL_HOURS = 24;
+/** Dispersion is estimated on hours with a mean of at most this (where counting noise dominates), from at least this many events, and capped. */
+const DISPERSION_MAX_EXPECTED = 20;
+const DISPERSION_MIN_EVENTS = 20;
+const DISPERSION_MAX = 100;
+/** A day off needs weekdays at least this many times busier than weekend days (else a low day is just low). */
+const DAY_OFF_MIN_RATIO = 1.5;
 
 type Resolved = Required<DetectorParams>;
 
@@ -109,7 +118,8 @@ export function historyHours(params: DetectorParams): number {
 
 /**
  * Judges the last hour of `series` (and, for a gap, the trailing run of empty hours): at most one
- * detection, a spike, a drop or a gap.
+ * detection, a spike, a drop or a gap. `describe.timeZone` is also the clock the seasonality
+ * follows (the customer's local hour of the week).
  */
 export function detect(series: HourlySeries, params: DetectorParams, describe: DescribeOptions): Detection[] {
   const p = resolve(params);
@@ -118,30 +128,115 @@ export function detect(series: HourlySeries, params: DetectorParams, describe: D
   if (last < 0) return [];
   const first = v.findIndex((x) => x > 0);
   if (first < 0) return [];
-  const d = v[last] === 0 ? judgeGap(series, first, p, describe) : judgeLevel(series, first, p, describe);
+  const ctx = context(series, first, p, describe.timeZone);
+  const d = v[last] === 0 ? judgeGap(ctx, describe) : judgeLevel(ctx, describe);
   return d ? [d] : [];
+}
+
+/** One call's inputs, with the clock its seasonality follows. */
+interface Ctx {
+  series: HourlySeries;
+  v: readonly number[];
+  first: number;
+  p: Resolved;
+  /** UTC offset (whole hours) per index of the clock the customer follows; undefined = UTC. */
+  off: Int8Array | undefined;
+  /** Local-time offsets for the day-of-week (days off); undefined = UTC. */
+  localOff: Int8Array | undefined;
+}
+
+/**
+ * The clock the customer's week follows: local time (people, local crons) or UTC (UTC crons). Only
+ * a clock change inside the series tells them apart; then the one under which the last week fits
+ * its weekly samples better wins.
+ */
+function context(series: HourlySeries, first: number, p: Resolved, timeZone: string): Ctx {
+  const base: Ctx = { series, v: series.values, first, p, off: undefined, localOff: undefined };
+  const n = series.values.length;
+  const { hours, changes } = hourlyOffsets(timeZone, series.startMs, n);
+  const local: Ctx = { ...base, off: hours, localOff: hours };
+  if (!changes) return hours[0] === 0 ? base : local;
+  const utc: Ctx = { ...base, localOff: hours };
+  return misfit(local) <= misfit(utc) ? local : utc;
+}
+
+/** How badly the last week fits its weekly medians (sum of |log ratio| weighted by the median). */
+function misfit(ctx: Ctx): number {
+  const n = ctx.v.length;
+  let s = 0;
+  for (let h = Math.max(ctx.first, n - HOURS_PER_WEEK); h < n; h++) {
+    const w = weeklySamples(ctx, h, ctx.p.baselineWeeks);
+    if (w.length === 0) continue;
+    const m = median(w);
+    s += Math.abs(logCount(ctx.v[h]!) - logCount(m)) * Math.sqrt(m + 1);
+  }
+  return s;
 }
 
 /** log(1 + x), with negative values (a SUM meter's corrections) read as 0. */
 const logCount = (x: number) => Math.log1p(Math.max(0, x));
 
-/** Same hour of the week in the previous `weeks` weeks, newest first, not before the first event. */
-function weeklySamples(v: readonly number[], i: number, first: number, weeks: number): number[] {
+/** Index of the same clock hour `k` weeks before `i` (168 h ± a clock change), or -1 before the first event. */
+function weekBack(ctx: Ctx, i: number, k: number): number {
+  let j = i - k * HOURS_PER_WEEK;
+  if (j < 0) return -1;
+  if (ctx.off) j += ctx.off[i]! - ctx.off[j]!;
+  return j >= ctx.first && j < i ? j : -1;
+}
+
+/** Same clock hour of the week in the previous `weeks` weeks, newest first, not before the first event. */
+function weeklySamples(ctx: Ctx, i: number, weeks: number): number[] {
   const out: number[] = [];
   for (let k = 1; k <= weeks; k++) {
-    const j = i - k * HOURS_PER_WEEK;
-    if (j < first) break;
-    out.push(v[j]!);
+    const j = weekBack(ctx, i, k);
+    if (j < 0) break;
+    out.push(ctx.v[j]!);
   }
   return out;
 }
 
-/** What the recent hours say about the seasonal baseline: its level, and the customer's multiplicative noise. */
+/** Trimmed mean (largest left out) of the weekly samples of hours i-1, i, i+1: a low-volume series' mean, which its median understates. */
+function pooledMean(ctx: Ctx, i: number): number {
+  const xs: number[] = [];
+  for (const h of [i - 1, i, i + 1]) {
+    for (let k = 1; k <= ctx.p.baselineWeeks; k++) {
+      const j = weekBack(ctx, h, k);
+      if (j >= 0 && j < i) xs.push(ctx.v[j]!);
+    }
+  }
+  if (xs.length < 3) return 0;
+  xs.sort((a, b) => a - b);
+  xs.pop();
+  return xs.reduce((a, b) => a + b, 0) / xs.length;
+}
+
+/** What the recent hours say about the seasonal baseline: its level, and the customer's noise. */
 export interface RecentLevel {
   /** Recent usage / seasonal median (weighted median over the window, shrunk towards 1). 1 = as usual. */
   level: number;
-  /** Log-scale spread of the recent hours around level × seasonal median, counting noise removed; 0 if unknown. */
+  /** The same over the last `SHORT_LEVEL_HOURS` only (a step becomes the new normal within a day); shrunk towards `level`. */
+  shortLevel: number;
+  /** Log-scale hour-to-hour spread around the baseline, counting noise removed; 0 if unknown. */
   spread: number;
+  /** Variance / mean of the counts at low volume (≥ 1): events that come in clumps. */
+  dispersion: number;
+  /** How much more often than Poisson the customer is silent: hours with mean λ are silent as often as Poisson(λ / silence) (≥ 1). */
+  silence: number;
+}
+
+/** D ≥ 1 such that Σ e^(−λ/D) over the hours' means equals the silent hours seen (clumped events leave more silent hours). */
+function silenceDispersion(means: readonly number[], zeros: number): number {
+  const expectedZeros = (d: number) => means.reduce((a, m) => a + Math.exp(-m / d), 0);
+  if (means.length < MIN_SPREAD_HOURS || zeros <= expectedZeros(1) + 1) return 1;
+  let lo = 1;
+  let hi = DISPERSION_MAX;
+  if (expectedZeros(hi) < zeros) return hi;
+  for (let k = 0; k < 30; k++) {
+    const mid = Math.sqrt(lo * hi);
+    if (expectedZeros(mid) < zeros) lo = mid;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /**
@@ -150,79 +245,177 @@ export interface RecentLevel {
  * `minExpected` (a gap: judged separately, and it would drag the level to 0) are left out.
  */
 export function recentLevel(v: readonly number[], end: number, first: number, params: DetectorParams): RecentLevel {
-  const p = resolve(params);
-  if (p.levelWindowHours <= 0) return { level: 1, spread: 0 };
+  return recentLevelOf({ series: { startMs: 0, values: [...v] }, v, first, p: resolve(params), off: undefined, localOff: undefined }, end);
+}
+
+function recentLevelOf(ctx: Ctx, end: number): RecentLevel {
+  const { v, p, first } = ctx;
+  if (p.levelWindowHours <= 0) return { level: 1, shortLevel: 1, spread: 0, dispersion: 1, silence: 1 };
   const observed: number[] = [];
   const medians: number[] = [];
   const ratios: number[] = [];
+  const hoursAt: number[] = [];
   let weight = 0;
+  let dispNum: number[] = [];
+  let dispDen = 0;
+  let dispSq = 0;
+  const zeroMeans: number[] = [];
+  let zeros = 0;
   for (let h = Math.max(first, end - p.levelWindowHours); h < end; h++) {
-    const s = weeklySamples(v, h, first, p.baselineWeeks);
+    const s = weeklySamples(ctx, h, p.baselineWeeks);
     if (s.length === 0) continue;
+    const mean = s.reduce((a, b) => a + b, 0) / s.length;
+    if (mean > 0 && mean <= DISPERSION_MAX_EXPECTED) {
+      dispNum.push((v[h]! - mean) ** 2);
+      dispDen += mean;
+      dispSq += mean * mean;
+      if (mean >= 0.5) {
+        zeroMeans.push(mean);
+        if (v[h] === 0) zeros++;
+      }
+    }
     const m = median(s);
     if (!(m > 0) || (v[h] === 0 && m >= p.minExpected)) continue;
     observed.push(v[h]!);
     medians.push(m);
     ratios.push(v[h]! / m);
+    hoursAt.push(h);
     weight += m;
   }
-  if (weight === 0) return { level: 1, spread: 0 };
-  const prior = LEVEL_PRIOR_EXPECTED * p.minExpected;
+  // Dispersion: Σ(x − mean)² / Σ mean over the low-volume hours, the largest 1 % left out (a past spike), the samples' own noise (1/4) removed.
+  let dispersion = 1;
+  if (dispDen >= DISPERSION_MIN_EVENTS) {
+    dispNum = dispNum.sort((a, b) => a - b).slice(0, Math.ceil(dispNum.length * 0.99));
+    dispersion = Math.min(DISPERSION_MAX, Math.max(1, dispNum.reduce((a, b) => a + b, 0) / dispDen / 1.25));
+  }
+  const silence = silenceDispersion(zeroMeans, zeros);
+  if (weight === 0) return { level: 1, shortLevel: 1, spread: 0, dispersion, silence };
+  const prior = LEVEL_PRIOR_EXPECTED * p.minExpected * dispersion;
   const level = (weight * weightedMedian(ratios, medians) + prior) / (weight + prior);
-  // Noise: log residuals of the hours that are not low volume, minus the Poisson part (≈ 1/λ on a log scale).
+  let shortLevel = level;
+  const shortFrom = end - SHORT_LEVEL_HOURS;
+  let k = hoursAt.length;
+  while (k > 0 && hoursAt[k - 1]! >= shortFrom) k--;
+  const shortWeight = medians.slice(k).reduce((a, b) => a + b, 0);
+  if (shortWeight > 0) shortLevel = (shortWeight * weightedMedian(ratios.slice(k), medians.slice(k)) + prior * level) / (shortWeight + prior);
+  // Noise: differences of consecutive log residuals (a step moves one difference, not half of them), minus the Poisson part (≈ 1/λ per hour).
   const residuals: number[] = [];
   const poisson: number[] = [];
   for (let j = 0; j < observed.length; j++) {
     const e = level * medians[j]!;
-    if (e < p.minExpected) continue;
-    residuals.push(Math.abs(logCount(observed[j]!) - logCount(e)));
+    if (e < p.minExpected) {
+      residuals.push(Number.NaN);
+      continue;
+    }
+    residuals.push(logCount(observed[j]!) - logCount(e));
     poisson.push(1 / (e + 1));
   }
-  if (residuals.length < MIN_SPREAD_HOURS) return { level, spread: 0 };
-  const mad = MAD_SCALE * median(residuals);
-  return { level, spread: Math.sqrt(Math.max(0, mad * mad - median(poisson))) };
+  const diffs: number[] = [];
+  for (let j = 1; j < residuals.length; j++) {
+    const d = residuals[j]! - residuals[j - 1]!;
+    if (Number.isFinite(d) && hoursAt[j]! - hoursAt[j - 1]! === 1) diffs.push(Math.abs(d));
+  }
+  if (diffs.length < MIN_SPREAD_HOURS) return { level, shortLevel, spread: 0, dispersion, silence };
+  const sd = (MAD_SCALE * median(diffs)) / Math.SQRT2;
+  const spread = Math.sqrt(Math.max(0, sd * sd - median(poisson)));
+  // The multiplicative noise (c²λ per event) is in the spread already: dispersion is what is left, clumping.
+  const c = Math.max(spread, p.spreadFloor);
+  const excess = dispDen > 0 ? Math.max(1, dispersion - c * c * (dispSq / dispDen)) : dispersion;
+  return { level, shortLevel, spread, dispersion: excess, silence };
 }
 
 /**
  * Variance-stabilising transform for counts with variance λ + c²λ² (Poisson noise plus a
  * multiplicative spread c): g(x) = (2/c)·asinh(c·√(x + 3/8)). Differences of g are z-scores: for
  * small counts g ≈ 2√(x + 3/8) (Anscombe's transform, the Poisson test), for large ones
- * g ≈ log(x)/c + const (the log-scale test), with one statistic across every volume.
+ * g ≈ log(x)/c + const (the log-scale test), with one statistic across every volume. For
+ * over-dispersed counts (variance D·λ + c²λ²) apply it to x/D and λ/D.
  */
 export function stabilised(x: number, c: number): number {
   const r = Math.sqrt(Math.max(0, x) + 0.375);
   return c > 0 ? (2 / c) * Math.asinh(c * r) : 2 * r;
 }
 
-function judgeLevel(series: HourlySeries, first: number, p: Resolved, describe: DescribeOptions): Detection | undefined {
-  const v = series.values;
+/** Local day number and day of week (0 = Sunday) of index `h`. */
+function localDay(ctx: Ctx, h: number): { day: number; dow: number; hour: number } {
+  const abs = Math.floor(ctx.series.startMs / HOUR_MS) + h + (ctx.localOff?.[h] ?? 0);
+  const day = Math.floor(abs / HOURS_PER_DAY);
+  return { day, dow: (((day + 4) % 7) + 7) % 7, hour: abs - day * HOURS_PER_DAY };
+}
+
+/** Median of the same clock hour on the weekend days of the last `baselineWeeks` weeks. */
+function weekendExpected(ctx: Ctx, h: number): number | undefined {
+  const xs: number[] = [];
+  for (let d = 1; d <= 7 * ctx.p.baselineWeeks; d++) {
+    let j = h - d * HOURS_PER_DAY;
+    if (j < 0) break;
+    if (ctx.off) j += ctx.off[h]! - ctx.off[j]!;
+    if (j < ctx.first) break;
+    const { dow } = localDay(ctx, j);
+    if (dow === 0 || dow === 6) xs.push(ctx.v[j]!);
+  }
+  return xs.length >= 2 ? median(xs) : undefined;
+}
+
+/**
+ * A weekday that, from local midnight to hour `i`, looks more like a weekend day than like the
+ * weekday it is (a public holiday, an offsite): its low hours are not an emergency. Weekday
+ * expectations are `expectedAt(h)`; the comparison is on the stabilised scale.
+ */
+function looksLikeDayOff(ctx: Ctx, i: number, expectedAt: (h: number) => number, dispersion: number, c: number): boolean {
+  const today = localDay(ctx, i);
+  if (today.dow === 0 || today.dow === 6) return false;
+  let observed = 0;
+  let weekday = 0;
+  let weekend = 0;
+  for (let h = i - today.hour; h <= i; h++) {
+    if (h < ctx.first) continue;
+    const w = weekendExpected(ctx, h);
+    if (w === undefined) return false;
+    observed += ctx.v[h]!;
+    weekday += expectedAt(h);
+    weekend += w;
+  }
+  if (weekday < DAY_OFF_MIN_RATIO * weekend) return false; // weekends like weekdays: a low day is not a day off
+  const g = (x: number) => stabilised(x / dispersion, c);
+  return Math.abs(g(observed) - g(weekend)) < Math.abs(g(observed) - g(weekday));
+}
+
+function judgeLevel(ctx: Ctx, describe: DescribeOptions): Detection | undefined {
+  const { v, p, series } = ctx;
   const i = v.length - 1;
-  const samples = weeklySamples(v, i, first, p.baselineWeeks);
+  const samples = weeklySamples(ctx, i, p.baselineWeeks);
   if (samples.length < MIN_LEVEL_WEEKS) return undefined; // less than two weeks of history: no spikes or drops
   const observed = v[i]!;
   const m = median(samples);
-  const recent = recentLevel(v, i, first, p);
-  const expected = m * recent.level;
+  const recent = recentLevelOf(ctx, i);
+  const D = recent.dispersion;
+  // A spike is judged against the higher of the week's and the day's level (after a step up, the new normal), a drop against the lower.
+  const expectedUp = Math.max(m, pooledMean(ctx, i)) * Math.max(recent.level, recent.shortLevel);
+  const expectedDown = m * Math.min(recent.level, recent.shortLevel);
   // Week-to-week spread at this hour, counting noise removed (it is in the transform already).
   const hourMad = scaledMad(samples.map(logCount));
-  const hourSpread = Math.sqrt(Math.max(0, hourMad * hourMad - 1 / (m + 1)));
+  const hourSpread = Math.sqrt(Math.max(0, hourMad * hourMad - D / (m + 1)));
   const c = Math.max(hourSpread, recent.spread, p.spreadFloor);
-  const z = stabilised(observed, c) - stabilised(expected, c);
-  const low = expected < p.minExpected;
-  const spread = Math.sqrt(expected + (c * expected) ** 2);
+  const z = (e: number) => stabilised(observed / D, c) - stabilised(e / D, c);
   let kind: 'spike' | 'drop';
   let ratio: number;
-  if (observed >= p.minRatio * expected && z >= p.zThreshold) {
+  let expected: number;
+  if (observed >= p.minRatio * expectedUp && z(expectedUp) >= p.zThreshold) {
     kind = 'spike';
+    expected = expectedUp;
     ratio = expected > 0 ? observed / expected : Number.POSITIVE_INFINITY;
-  } else if (!low && observed * p.minRatio <= expected && z <= -p.zThreshold) {
+  } else if (expectedDown / recent.silence >= p.minExpected && observed * p.minRatio <= expectedDown && z(expectedDown) <= -p.zThreshold) {
+    if (looksLikeDayOff(ctx, i, (h) => median(weeklySamples(ctx, h, p.baselineWeeks)) * recent.level, D, c)) return undefined;
     kind = 'drop';
+    expected = expectedDown;
     ratio = expected / observed;
   } else {
     return undefined;
   }
-  const score = Math.abs(z);
+  const score = Math.abs(z(expected));
   const severity: Severity = score >= 2 * p.zThreshold && ratio >= 2 * p.minRatio ? 'critical' : 'warning';
+  const spread = Math.sqrt(D * expected + (c * expected) ** 2);
   const windowStartMs = series.startMs + i * HOUR_MS;
   const windowEndMs = windowStartMs + HOUR_MS;
   return {
@@ -238,22 +431,24 @@ function judgeLevel(series: HourlySeries, first: number, p: Resolved, describe: 
   };
 }
 
-function judgeGap(series: HourlySeries, first: number, p: Resolved, describe: DescribeOptions): Detection | undefined {
-  const v = series.values;
+function judgeGap(ctx: Ctx, describe: DescribeOptions): Detection | undefined {
+  const { v, p, first, series } = ctx;
   const n = v.length;
   let runStart = n;
   while (runStart > first && v[runStart - 1] === 0) runStart--;
   const hours = n - runStart;
-  if (hours < p.gapHours) return undefined;
-  const { level } = recentLevel(v, runStart, first, p);
+  const { level, silence: D } = recentLevelOf(ctx, runStart);
   let expected = 0;
   let active = 0;
   let fallback = false;
+  let minSample = Number.POSITIVE_INFINITY;
+  const expectedAt: number[] = [];
   for (let h = runStart; h < n; h++) {
-    const s = weeklySamples(v, h, first, p.baselineWeeks);
+    const s = weeklySamples(ctx, h, p.baselineWeeks);
     let e: number;
     if (s.length > 0) {
       e = median(s) * level;
+      minSample = Math.min(minSample, ...s);
     } else {
       // New customer: the same hour on the previous days, before the silence began.
       const days: number[] = [];
@@ -266,11 +461,22 @@ function judgeGap(series: HourlySeries, first: number, p: Resolved, describe: De
       e = median(days);
       fallback = true;
     }
+    expectedAt.push(e);
     expected += e;
     if (e >= p.activeHourExpected) active++;
   }
   const strict = fallback ? 2 : 1;
-  if (active < strict * p.gapHours || expected < strict * p.gapMinExpected) return undefined;
+  if (hours < p.gapHours) {
+    // One silent hour is an outage only where the hour is always busy: every weekly sample well above counting noise.
+    const s = weeklySamples(ctx, n - 1, p.baselineWeeks);
+    if (fallback || s.length < MIN_LEVEL_WEEKS || expected / D < p.outageMinExpected || minSample / D < p.outageMinExpected / 2) return undefined;
+  } else if (active < strict * p.gapHours || expected / D < strict * p.gapMinExpected) return undefined;
+  // Silence on a day that looks like a weekend day, where a weekend day would plausibly be silent too: a day off.
+  if (!fallback) {
+    let weekendRun = 0;
+    for (let h = runStart; h < n; h++) weekendRun += weekendExpected(ctx, h) ?? Number.POSITIVE_INFINITY;
+    if (weekendRun / D < p.gapMinExpected && looksLikeDayOff(ctx, n - 1, (h) => (h >= runStart ? expectedAt[h - runStart]! : median(weeklySamples(ctx, h, p.baselineWeeks)) * level), D, p.spreadFloor)) return undefined;
+  }
   const windowStartMs = series.startMs + runStart * HOUR_MS;
   const windowEndMs = series.startMs + n * HOUR_MS;
   return {
@@ -281,7 +487,7 @@ function judgeGap(series: HourlySeries, first: number, p: Resolved, describe: De
     windowEndMs,
     observed: 0,
     baseline: expected,
-    spread: Math.sqrt(expected),
+    spread: Math.sqrt(D * expected),
     message: `No ${describe.unit} for ${hoursText(hours)} since ${sinceTime(windowStartMs, windowEndMs, describe.timeZone)}; usually ${formatApprox(expected / hours)} an hour at this time`,
   };
 }

@@ -34,6 +34,8 @@ export interface DetectorParams {
   gapMinExpected?: number;
   /** Expected count per hour from which an hour counts as normally active; a gap needs `gapHours` such hours. */
   activeHourExpected?: number;
+  /** Expected events (over the dispersion) in one silent hour from which that hour alone is a gap (a short total outage of a busy customer); every weekly sample must have had at least half of it. */
+  outageMinExpected?: number;
 }
 
 export const DEFAULT_DETECTOR_PARAMS: Required<DetectorParams> = {
@@ -46,6 +48,7 @@ export const DEFAULT_DETECTOR_PARAMS: Required<DetectorParams> = {
   levelWindowHours: 168,
   gapMinExpected: 20,
   activeHourExpected: 1,
+  outageMinExpected: 200,
 };
 
 export interface HourlySeries {
