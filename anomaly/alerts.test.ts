@@ -1,4 +1,5 @@
 import { pino } from 'pino';
+import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { AlertDispatcher, SIGNATURE_HEADER, signPayload, type AttemptLog, type DeliveryAttempt, type Webhook } from './alerts.ts';
 import { deliveryId, type DeliveryFeed, type DeliveryMessage, type DeliveryState, type DeliveryStore, type QueuedDelivery } from './delivery.ts';
@@ -135,6 +136,7 @@ function setup(opts: { webhooks?: Webhook[]; status?: (n: number) => number; del
   const hooks = new Map((opts.webhooks ?? [hook('whk_a')]).map((w) => [w.id, w]));
   const requests: { url: string; headers: Record<string, string>; body: string }[] = [];
   const published: string[] = [];
+  const registry = new Registry();
   const fetch = async (url: string | URL | Request, init?: RequestInit) => {
     requests.push({ url: String(url), headers: init!.headers as Record<string, string>, body: String(init!.body) });
     effects.push(`POST ${String(url)}`);
@@ -149,8 +151,9 @@ function setup(opts: { webhooks?: Webhook[]; status?: (n: number) => number; del
     queue,
     fetch: fetch as typeof globalThis.fetch,
     retryDelaysMs: opts.delays ?? [60_000, 300_000],
+    registry,
   });
-  return { dispatcher, queue, attempts, effects, requests, published, hooks };
+  return { dispatcher, queue, attempts, effects, requests, published, hooks, registry };
 }
 
 const message = (webhookId: string, redeliveries = 0): DeliveryMessage => ({ id: deliveryId('anomaly.opened', anomaly, webhookId), webhookId, event: 'anomaly.opened', anomaly, enqueuedAt: anomaly.lastDetectedAt, redeliveries });
@@ -186,6 +189,8 @@ describe('AlertDispatcher', () => {
     await t.dispatcher.stop();
     expect(t.effects).toEqual(['enqueue whk_a', 'working', 'POST https://example.test/whk_a', 'log attempt 1 failed', 'state retrying', 'nak 60000', 'working', 'POST https://example.test/whk_a', 'log attempt 2 failed', 'state failed', 'term']);
     expect(t.queue.states.get(id)).toMatchObject({ status: 'failed', attempts: 2, nextAttemptAt: null });
+    const counted = (await t.registry.getSingleMetric('meterline_alerts_delivery_attempts_total')!.get()).values.map((v) => [v.labels.outcome, v.value]);
+    expect(counted).toEqual([['retrying', 1], ['failed', 1]]);
   });
 
   it('a message whose delivery was already delivered (its ack lost in a crash) is acked without a second POST', async () => {

@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto';
+import { Counter, type Registry } from 'prom-client';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { CatalogReplica } from '../common/catalog.ts';
 import type { Store } from '../common/clickhouse.ts';
@@ -63,6 +64,8 @@ export interface AlertDispatcherDeps {
   concurrency?: number;
   /** Timeout of one HTTP attempt. */
   attemptTimeoutMs?: number;
+  /** Where `meterline_alerts_delivery_attempts_total` is registered. */
+  registry?: Registry;
 }
 
 /** An attempt log row of `alert_deliveries`, as the API returns it. */
@@ -91,8 +94,16 @@ export class AlertDispatcher {
   private readonly awaiting = new Map<string, string>();
   private messages: DeliveryFeed | undefined;
   private loop: Promise<void> | undefined;
+  private readonly attemptsTotal: Counter<'outcome'>;
 
-  constructor(private readonly deps: AlertDispatcherDeps) {}
+  constructor(private readonly deps: AlertDispatcherDeps) {
+    this.attemptsTotal = new Counter({
+      name: 'meterline_alerts_delivery_attempts_total',
+      help: 'Webhook delivery attempts by the state they left the delivery in (delivered, retrying, failed)',
+      labelNames: ['outcome'],
+      registers: deps.registry ? [deps.registry] : [],
+    });
+  }
 
   dispatch(event: AlertEvent, a: Anomaly): void {
     try {
@@ -185,6 +196,7 @@ export class AlertDispatcher {
         if (next.action.type !== 'ack') throw err;
         logger.error({ err: errorMessage(err), delivery: msg.id }, 'could not record a delivered alert');
       });
+      this.attemptsTotal.inc({ outcome: next.state.status });
       if (next.action.type === 'ack') m.ack();
       else if (next.action.type === 'nak') m.nak(next.action.delayMs);
       else m.term();
