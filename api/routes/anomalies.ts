@@ -19,7 +19,7 @@ const obj = { type: 'object', additionalProperties: true } as const;
 const tags = ['anomalies'];
 const str = { type: 'string' } as const;
 const int = { type: 'integer' } as const;
-const nullableStr = { type: ['string', 'null'] } as const;
+const nullableStr = { type: 'string', nullable: true } as const;
 
 /** One attempt of the `alert_deliveries` log. */
 const deliveryAttemptSchema = {
