@@ -365,6 +365,8 @@ function weekendExpected(ctx: Ctx, h: number): number | undefined {
 function looksLikeDayOff(ctx: Ctx, i: number, expectedAt: (h: number) => number, dispersion: number, c: number): boolean {
   const today = localDay(ctx, i);
   if (today.dow === 0 || today.dow === 6) return false;
+  const weekendNow = weekendExpected(ctx, i);
+  if (weekendNow === undefined || expectedAt(i) < DAY_OFF_MIN_RATIO * weekendNow) return false; // this hour is no busier on weekdays: a low one is not a day off
   let observed = 0;
   let weekday = 0;
   let weekend = 0;
@@ -376,7 +378,6 @@ function looksLikeDayOff(ctx: Ctx, i: number, expectedAt: (h: number) => number,
     weekday += expectedAt(h);
     weekend += w;
   }
-  if (weekday < DAY_OFF_MIN_RATIO * weekend) return false; // weekends like weekdays: a low day is not a day off
   const g = (x: number) => stabilised(x / dispersion, c);
   return Math.abs(g(observed) - g(weekend)) < Math.abs(g(observed) - g(weekday));
 }
@@ -389,7 +390,7 @@ function judgeLevel(ctx: Ctx, describe: DescribeOptions): Detection | undefined 
   const observed = v[i]!;
   const m = median(samples);
   const recent = recentLevelOf(ctx, i);
-  const D = recent.dispersion;
+  const D = Math.max(recent.dispersion, recent.silence);
   // A spike is judged against the higher of the week's and the day's level (after a step up, the new normal), a drop against the lower.
   const expectedUp = Math.max(m, pooledMean(ctx, i)) * Math.max(recent.level, recent.shortLevel);
   const expectedDown = m * Math.min(recent.level, recent.shortLevel);
