@@ -93,6 +93,10 @@ const DISPERSION_MIN_EVENTS = 20;
 const DISPERSION_MAX = 100;
 /** A day off needs weekdays at least this many times busier than weekend days (else a low day is just low). */
 const DAY_OFF_MIN_RATIO = 1.5;
+/** …and, for a silence, at this many hours of the day so far (a drop: the judged hour). */
+const DAY_OFF_MIN_HOURS = 3;
+/** An hour this far above its baseline, just before a drop, may hold what the dropped hour lacks. */
+const SHIFT_EXCESS = 1.5;
 
 type Resolved = Required<DetectorParams>;
 
@@ -362,7 +366,7 @@ function weekendExpected(ctx: Ctx, h: number): number | undefined {
  * weekday it is (a public holiday, an offsite): its low hours are not an emergency. Weekday
  * expectations are `expectedAt(h)`; the comparison is on the stabilised scale.
  */
-function looksLikeDayOff(ctx: Ctx, i: number, expectedAt: (h: number) => number, dispersion: number, c: number): boolean {
+function looksLikeDayOff(ctx: Ctx, i: number, expectedAt: (h: number) => number, dispersion: number, c: number, minHours: number): boolean {
   const today = localDay(ctx, i);
   if (today.dow === 0 || today.dow === 6) return false;
   const weekendNow = weekendExpected(ctx, i);
@@ -370,16 +374,29 @@ function looksLikeDayOff(ctx: Ctx, i: number, expectedAt: (h: number) => number,
   let observed = 0;
   let weekday = 0;
   let weekend = 0;
+  let contrast = 0;
   for (let h = i - today.hour; h <= i; h++) {
     if (h < ctx.first) continue;
     const w = weekendExpected(ctx, h);
     if (w === undefined) return false;
+    const e = expectedAt(h);
     observed += ctx.v[h]!;
-    weekday += expectedAt(h);
+    weekday += e;
     weekend += w;
+    if (e >= ctx.p.activeHourExpected && e >= DAY_OFF_MIN_RATIO * w) contrast++;
   }
+  if (contrast < minHours) return false; // one busy hour (a cron's run) is no evidence of a silent day off
   const g = (x: number) => stabilised(x / dispersion, c);
   return Math.abs(g(observed) - g(weekend)) < Math.abs(g(observed) - g(weekday));
+}
+
+/** The hour before, well above its own baseline, made up for it: with it, the two hours are no drop (a run that started early, a clock that moved). */
+function shiftedFromPrevious(ctx: Ctx, i: number, level: number, p: Resolved): boolean {
+  const s = weeklySamples(ctx, i - 1, p.baselineWeeks);
+  if (s.length === 0) return false;
+  const before = median(s) * level;
+  const now = median(weeklySamples(ctx, i, p.baselineWeeks)) * level;
+  return ctx.v[i - 1]! > SHIFT_EXCESS * before && (ctx.v[i - 1]! + ctx.v[i]!) * p.minRatio > before + now;
 }
 
 function judgeLevel(ctx: Ctx, describe: DescribeOptions): Detection | undefined {
@@ -406,8 +423,8 @@ function judgeLevel(ctx: Ctx, describe: DescribeOptions): Detection | undefined 
     kind = 'spike';
     expected = expectedUp;
     ratio = expected > 0 ? observed / expected : Number.POSITIVE_INFINITY;
-  } else if (expectedDown / recent.silence >= p.minExpected && observed * p.minRatio <= expectedDown && z(expectedDown) <= -p.zThreshold) {
-    if (looksLikeDayOff(ctx, i, (h) => median(weeklySamples(ctx, h, p.baselineWeeks)) * recent.level, D, c)) return undefined;
+  } else if (expectedDown / recent.silence >= p.minExpected && observed * p.minRatio <= expectedDown && z(expectedDown) <= -p.zThreshold && !shiftedFromPrevious(ctx, i, expectedDown / m, p)) {
+    if (looksLikeDayOff(ctx, i, (h) => median(weeklySamples(ctx, h, p.baselineWeeks)) * recent.level, D, c, 1)) return undefined;
     kind = 'drop';
     expected = expectedDown;
     ratio = expected / observed;
@@ -476,7 +493,7 @@ function judgeGap(ctx: Ctx, describe: DescribeOptions): Detection | undefined {
   if (!fallback) {
     let weekendRun = 0;
     for (let h = runStart; h < n; h++) weekendRun += weekendExpected(ctx, h) ?? Number.POSITIVE_INFINITY;
-    if (weekendRun / D < p.gapMinExpected && looksLikeDayOff(ctx, n - 1, (h) => (h >= runStart ? expectedAt[h - runStart]! : median(weeklySamples(ctx, h, p.baselineWeeks)) * level), D, p.spreadFloor)) return undefined;
+    if (weekendRun / D < p.gapMinExpected && looksLikeDayOff(ctx, n - 1, (h) => (h >= runStart ? expectedAt[h - runStart]! : median(weeklySamples(ctx, h, p.baselineWeeks)) * level), D, p.spreadFloor, DAY_OFF_MIN_HOURS)) return undefined;
   }
   const windowStartMs = series.startMs + runStart * HOUR_MS;
   const windowEndMs = series.startMs + n * HOUR_MS;
