@@ -1,5 +1,5 @@
 import { pino } from 'pino';
-import { Registry } from 'prom-client';
+import { createMetrics } from '../common/metrics.ts';
 import { describe, expect, it } from 'vitest';
 import { AlertDispatcher, SIGNATURE_HEADER, signPayload, type AttemptLog, type DeliveryAttempt, type Webhook } from './alerts.ts';
 import { deliveryId, type DeliveryFeed, type DeliveryMessage, type DeliveryState, type DeliveryStore, type QueuedDelivery } from './delivery.ts';
@@ -136,7 +136,7 @@ function setup(opts: { webhooks?: Webhook[]; status?: (n: number) => number; del
   const hooks = new Map((opts.webhooks ?? [hook('whk_a')]).map((w) => [w.id, w]));
   const requests: { url: string; headers: Record<string, string>; body: string }[] = [];
   const published: string[] = [];
-  const registry = new Registry();
+  const metrics = createMetrics();
   const fetch = async (url: string | URL | Request, init?: RequestInit) => {
     requests.push({ url: String(url), headers: init!.headers as Record<string, string>, body: String(init!.body) });
     effects.push(`POST ${String(url)}`);
@@ -151,9 +151,9 @@ function setup(opts: { webhooks?: Webhook[]; status?: (n: number) => number; del
     queue,
     fetch: fetch as typeof globalThis.fetch,
     retryDelaysMs: opts.delays ?? [60_000, 300_000],
-    registry,
+    metrics,
   });
-  return { dispatcher, queue, attempts, effects, requests, published, hooks, registry };
+  return { dispatcher, queue, attempts, effects, requests, published, hooks, registry: metrics.registry };
 }
 
 const message = (webhookId: string, redeliveries = 0): DeliveryMessage => ({ id: deliveryId('anomaly.opened', anomaly, webhookId), webhookId, event: 'anomaly.opened', anomaly, enqueuedAt: anomaly.lastDetectedAt, redeliveries });

@@ -1,5 +1,6 @@
 import { createHmac } from 'node:crypto';
-import { Counter, type Registry } from 'prom-client';
+import { Counter } from 'prom-client';
+import type { Metrics } from '../common/metrics.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { CatalogReplica } from '../common/catalog.ts';
 import type { Store } from '../common/clickhouse.ts';
@@ -64,8 +65,8 @@ export interface AlertDispatcherDeps {
   concurrency?: number;
   /** Timeout of one HTTP attempt. */
   attemptTimeoutMs?: number;
-  /** Where `meterline_alerts_delivery_attempts_total` is registered. */
-  registry?: Registry;
+  /** `meterline_alerts_delivery_attempts_total` (common/metrics.ts); absent: counted nowhere. */
+  metrics?: Pick<Metrics, 'alertDeliveryAttempts'>;
 }
 
 /** An attempt log row of `alert_deliveries`, as the API returns it. */
@@ -97,12 +98,7 @@ export class AlertDispatcher {
   private readonly attemptsTotal: Counter<'outcome'>;
 
   constructor(private readonly deps: AlertDispatcherDeps) {
-    this.attemptsTotal = new Counter({
-      name: 'meterline_alerts_delivery_attempts_total',
-      help: 'Webhook delivery attempts by the state they left the delivery in (delivered, retrying, failed)',
-      labelNames: ['outcome'],
-      registers: deps.registry ? [deps.registry] : [],
-    });
+    this.attemptsTotal = deps.metrics?.alertDeliveryAttempts ?? new Counter({ name: 'meterline_alerts_delivery_attempts_total', help: 'unregistered', labelNames: ['outcome'], registers: [] });
   }
 
   dispatch(event: AlertEvent, a: Anomaly): void {

@@ -304,7 +304,7 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
         attempts: new ClickHouseAttemptLog(store, logger.child({ component: 'alerts' })),
         queue: deliveryQueue!,
         retryDelaysMs: config.ALERT_RETRY_DELAYS,
-        registry: metrics.registry,
+        metrics,
         logger: logger.child({ component: 'alerts' }),
       })
     : undefined;

@@ -33,6 +33,12 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     processorStuckPartitions: new Gauge({ name: 'meterline_processor_stuck_partitions', help: 'Partitions whose writes have kept failing for a minute or more (the store away or refusing)', registers: reg }),
     processorLedgerReplays: new Counter({ name: 'meterline_processor_ledger_replays_total', help: 'Inserts cut off by a crash or a lost lease, repeated from the write ledger by the next owner', registers: reg }),
     processorStoreLookups: new Counter({ name: 'meterline_processor_dedup_store_lookups_total', help: 'Keys checked against ClickHouse because memory did not cover the window', registers: reg }),
+    alertDeliveryAttempts: new Counter({
+      name: 'meterline_alerts_delivery_attempts_total',
+      help: 'Webhook delivery attempts by the state they left the delivery in (delivered, retrying, failed)',
+      labelNames: ['outcome'],
+      registers: reg,
+    }),
     apiRequestSeconds: new Histogram({
       name: 'meterline_api_request_duration_seconds',
       help: 'API request duration by route',
