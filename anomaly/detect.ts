@@ -454,19 +454,17 @@ function judgeGap(ctx: Ctx, describe: DescribeOptions): Detection | undefined {
   const n = v.length;
   let runStart = n;
   while (runStart > first && v[runStart - 1] === 0) runStart--;
-  const hours = n - runStart;
+  let hours = n - runStart;
   const { level, silence: D } = recentLevelOf(ctx, runStart);
   let expected = 0;
   let active = 0;
   let fallback = false;
-  let minSample = Number.POSITIVE_INFINITY;
   const expectedAt: number[] = [];
   for (let h = runStart; h < n; h++) {
     const s = weeklySamples(ctx, h, p.baselineWeeks);
     let e: number;
     if (s.length > 0) {
       e = median(s) * level;
-      minSample = Math.min(minSample, ...s);
     } else {
       // New customer: the same hour on the previous days, before the silence began.
       const days: number[] = [];
@@ -484,11 +482,18 @@ function judgeGap(ctx: Ctx, describe: DescribeOptions): Detection | undefined {
     if (e >= p.activeHourExpected) active++;
   }
   const strict = fallback ? 2 : 1;
-  if (hours < p.gapHours) {
-    // One silent hour is an outage only where the hour is always busy: every weekly sample well above counting noise.
-    const s = weeklySamples(ctx, n - 1, p.baselineWeeks);
-    if (fallback || s.length < MIN_LEVEL_WEEKS || expected / D < p.outageMinExpected || minSample / D < p.outageMinExpected / 2) return undefined;
-  } else if (active < strict * p.gapHours || expected / D < strict * p.gapMinExpected) return undefined;
+  const long = hours >= p.gapHours && active >= strict * p.gapHours && expected / D >= strict * p.gapMinExpected;
+  // The last silent hour alone is an outage where it is always busy: every weekly sample well above counting noise (a busy customer's hour, a cron's run).
+  const lastSamples = weeklySamples(ctx, n - 1, p.baselineWeeks);
+  const lastExpected = lastSamples.length ? median(lastSamples) * level : 0;
+  const outage = !fallback && lastSamples.length >= MIN_LEVEL_WEEKS && lastExpected / D >= p.outageMinExpected && (Math.min(...lastSamples) * level) / D >= p.outageMinExpected / 2;
+  if (!long && !outage) return undefined;
+  if (!long) {
+    runStart = n - 1;
+    hours = 1;
+    expected = lastExpected;
+    expectedAt.splice(0, expectedAt.length, lastExpected);
+  }
   // Silence on a day that looks like a weekend day, where a weekend day would plausibly be silent too: a day off.
   if (!fallback) {
     let weekendRun = 0;
