@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { csvCell, jsonChunks } from './http.ts';
+import { csvCell, jsonChunks, monthParam } from './http.ts';
 
 describe('jsonChunks', () => {
   const invoice = (i: number) => ({ id: `inv_${i}`, total: '10.00', lines: [{ id: `l${i}`, amount: '10.00', meter: undefined, breakdown: [{ units: '1' }] }], note: 'quote " and \u2028 é' });
@@ -56,5 +56,14 @@ describe('csvCell: CSV injection (OWASP) and RFC 4180 quoting', () => {
   ];
   it.each(cases)('%s', (_, input, expected) => {
     expect(csvCell(input)).toBe(expected);
+  });
+});
+
+describe('monthParam', () => {
+  it.each(['2026-01', '2026-10', '2026-12', '1999-07'])('takes %s', (m) => expect(monthParam().safeParse(m).success).toBe(true));
+  it.each(['2026-13', '2026-00', '2026-1', '2026-10-01', '202610', ''])('refuses %j, naming the format', (m) => {
+    const r = monthParam().safeParse(m);
+    expect(r.success).toBe(false);
+    expect(r.error?.issues[0]?.message).toContain('YYYY-MM');
   });
 });

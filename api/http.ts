@@ -32,6 +32,9 @@ export const isoTime = (field: string) =>
 /** The 400 reason for a time zone Node or ClickHouse does not know. */
 
 /** A time-zone parameter: an IANA name both Node and ClickHouse know, in any case, as its canonical spelling (`america/new_york` is `America/New_York`). */
+/** A calendar month, YYYY-MM with a month 01-12 (2026-13 is refused, not read as January 2027). */
+export const monthParam = () => z.string().regex(/^\d{4}-(0[1-9]|1[0-2])$/, 'period must be a month YYYY-MM, e.g. 2026-10 (month 01-12)');
+
 export const timeZoneParam = () =>
   z.string().transform((tz, ctx) => {
     const canonical = canonicalTimeZone(tz);

@@ -306,4 +306,12 @@ describe('billing close (in-memory stores)', () => {
     await expect(s.close.closeByHand('2026-09', { dryRun: false, nowMs: OCT + GRACE + 1000 })).rejects.toMatchObject({ code: 'CATALOG_CONFLICT' });
     expect(s.effects).toEqual([]);
   });
+
+  it('refuses a month that does not exist (2026-13 is not January 2027), reading nothing', async () => {
+    const s = setup();
+    for (const month of ['2026-13', '2026-00', '2026-9', '26-09']) {
+      await expect(s.close.closeByHand(month, { dryRun: true, nowMs: OCT + GRACE + 1000 })).rejects.toMatchObject({ code: 'REQUEST_INVALID' });
+    }
+    expect(s.effects).toEqual([]);
+  });
 });

@@ -222,8 +222,8 @@ export class BillingClose {
    */
   async closeByHand(month: string, opts: { customer?: string; dryRun: boolean; nowMs: number }): Promise<{ invoices: Invoice[]; skipped: { subscription: string; reason: string }[] }> {
     const { catalog, computer } = this.deps;
-    const m = /^(\d{4})-(\d{2})$/.exec(month);
-    if (!m) throw new AppError('REQUEST_INVALID', 'period must be a month, YYYY-MM');
+    const m = /^(\d{4})-(0[1-9]|1[0-2])$/.exec(month);
+    if (!m) throw new AppError('REQUEST_INVALID', 'period must be a month YYYY-MM, e.g. 2026-10 (month 01-12)');
     const subs = catalog.subscriptions().filter((s) => !opts.customer || s.customer === opts.customer);
     if (opts.customer && subs.length === 0) throw new AppError('NOT_FOUND', `customer "${opts.customer}" has no subscription`);
     const work = async (ctx: CloseContext) => {

@@ -20,7 +20,7 @@ import {
   type Subscription,
 } from '../../rater/index.ts';
 import type { AppDeps } from '../app.ts';
-import { isoTime, jsonBody, parseWith, sendCsv, sendJsonStream, timeZoneParam, wantsCsv } from '../http.ts';
+import { isoTime, jsonBody, monthParam, parseWith, sendCsv, sendJsonStream, timeZoneParam, wantsCsv } from '../http.ts';
 import { AdjustmentKinds, type Aggregates, type InvoiceHead, type Items, type ProjectedInvoices, type StripeMismatches } from '../contracts.ts';
 
 export interface BillingRouteDeps {
@@ -171,7 +171,7 @@ export function registerBillingRoutes(app: FastifyInstance, deps: AppDeps & { us
     config: scope,
     schema: { tags, summary: 'Close (finalize) or preview the periods that start in a month', body: { type: 'object', properties: { period: { type: 'string', description: 'YYYY-MM' }, customer: { type: 'string' }, dryRun: { type: 'boolean' } } } },
   }, async (req, reply) => {
-    const input = parseWith(z.object({ period: z.string().regex(/^\d{4}-\d{2}$/, 'period must be YYYY-MM'), customer: z.string().optional(), dryRun: z.boolean().default(false) }).strict(), jsonBody(req));
+    const input = parseWith(z.object({ period: monthParam(), customer: z.string().optional(), dryRun: z.boolean().default(false) }).strict(), jsonBody(req));
     // Every invoice of the run, in full: written as it is serialized (100,000 invoices are ~400 MB of JSON).
     return sendJsonStream(reply, await b.billing.closeByHand(input.period, { customer: input.customer, dryRun: input.dryRun, nowMs: Date.now() }));
   });
@@ -180,7 +180,7 @@ export function registerBillingRoutes(app: FastifyInstance, deps: AppDeps & { us
     config: scope,
     schema: { tags, summary: 'Invoice-ready quantities and amounts per customer and meter for invoices whose period starts in a month (UTC); JSON or CSV', querystring: { type: 'object', required: ['period'], properties: { period: { type: 'string', description: 'YYYY-MM' }, format: { type: 'string', enum: ['json', 'csv'] } } } },
   }, async (req, reply) => {
-    const q = parseWith(z.object({ period: z.string().regex(/^\d{4}-\d{2}$/, 'period must be YYYY-MM'), format: z.enum(['json', 'csv']).optional() }), req.query, 'query');
+    const q = parseWith(z.object({ period: monthParam(), format: z.enum(['json', 'csv']).optional() }), req.query, 'query');
     const [y, m] = q.period.split('-').map(Number) as [number, number];
     const rows = await b.billing.aggregates(Date.UTC(y, m - 1, 1), Date.UTC(y, m, 1));
     if (wantsCsv(req)) return sendCsv(reply, `aggregates-${q.period}.csv`, ['customer', 'currency', 'meter', 'kind', 'quantity', 'amount', 'amount_minor'], rows.map((r) => [r.customer, r.currency, r.meter, r.kind, r.quantity, r.amount, r.amount_minor]));

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { UsageStore } from '../../usage/index.ts';
 import type { AppDeps } from '../app.ts';
 import { accountSummaries, type AccountDeps } from '../accounts.ts';
-import { parseWith } from '../http.ts';
+import { monthParam, parseWith } from '../http.ts';
 import { AccountSchema, AccountsSchema, WhoAmISchema, type Account, type UsageReconcile, type UsageReconcileRow, type WhoAmI } from '../contracts.ts';
 import { responseSchema } from '../response-schema.ts';
 import { localParts } from '../../rater/index.ts';
@@ -65,7 +65,7 @@ export function registerDashboardRoutes(app: FastifyInstance, deps: AppDeps & { 
       response: { 200: obj },
     },
   }, async (req): Promise<UsageReconcile> => {
-    const q = parseWith(z.object({ period: z.string().regex(/^\d{4}-\d{2}$/, 'period must be YYYY-MM'), customer: z.string().optional() }), req.query, 'query');
+    const q = parseWith(z.object({ period: monthParam(), customer: z.string().optional() }), req.query, 'query');
     const [y, m] = q.period.split('-').map(Number) as [number, number];
     // A period "starts in the month" in the customer's zone (Berlin's 1st is the 31st in UTC): widen, then filter.
     const inLocalMonth = (inv: { customer: string; periodStart: string }) => {
