@@ -14,8 +14,12 @@ import { runDemo } from './demo.ts';
 import { runBillingDemo } from './demo-billing.ts';
 import { normalizeCurrency, parseByDimensionText, parsePrice, parseValuesText, rate, roundMoney, type RateInput } from '../rater/pricing/index.ts';
 
+/** The version of this checkout's package.json. */
+const VERSION = (JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
 const program = new Command()
   .name('meterline')
+  .version(VERSION, '-V, --version', 'print the version of Meterline')
   .description('Usage metering: CloudEvents in, exact deduplicated rollups out (NATS JetStream + ClickHouse).\nConfiguration comes from environment variables; see .env.example.')
   .showHelpAfterError();
 
@@ -208,7 +212,10 @@ program
 program
   .command('close')
   .description('Finalize (or preview with --dry-run) the billing periods that start in a month, through the running API.')
-  .requiredOption('--period <YYYY-MM>', 'the month the billing periods start in, e.g. 2026-10')
+  .requiredOption('--period <YYYY-MM>', 'the month the billing periods start in, e.g. 2026-10', (v: string) => {
+    if (!/^\d{4}-(0[1-9]|1[0-2])$/.test(v)) throw new InvalidArgumentError('give a month YYYY-MM, e.g. 2026-10 (month 01-12).');
+    return v;
+  })
   .option('--customer <key>', 'one customer only')
   .option('--dry-run', 'compute the invoices at the same cutoff without storing anything')
   .option('--url <url>', 'API base URL (default: the running meterline start, or METERLINE_URL)')
