@@ -172,6 +172,24 @@ async function claimNatsStore(config: Config, storeDir: string, logger: Logger):
   return undefined;
 }
 
+/**
+ * Embedded ClickHouse is one process per folder: when the Meterline recorded in runtime.json
+ * still runs, say so before chDB fails with a lock error that names neither it nor a way out.
+ */
+function refuseSharedEmbeddedStore(config: Config): void {
+  const recorded = readRuntimeFile(config);
+  if (!recorded || recorded.pid === process.pid || !procAvailable()) return;
+  const owner = procInfo(recorded.pid);
+  if (!owner || !isMeterline(owner)) return;
+  throw new AppError(
+    'STORE_LOCKED',
+    `Meterline (pid ${recorded.pid}) is running on ${config.stateDir} and holds its embedded ClickHouse (${chdbDir(config)}). ` +
+      'Use that one (its API, or commands such as `meterline keys`), stop it first, run this one with its own METERLINE_STATE_DIR, ' +
+      'or share the store: `meterline store`, then CLICKHOUSE_URL for every process',
+    { details: { pid: recorded.pid, stateDir: config.stateDir } },
+  );
+}
+
 /** NATS_URL if set, else a running `meterline start`'s server, else a nats-server of our own. */
 export async function resolveNats(
   config: Config,
@@ -249,6 +267,7 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
   const nats = await openNats(natsUrl, natsTopology(config), logger, `meterline-${roles.join('+')}`);
   const catalog = await openCatalog(nats, logger);
   const needsStore = roles.includes('processor') || roles.includes('api') || roles.includes('scheduler');
+  if (needsStore && !config.CLICKHOUSE_URL) refuseSharedEmbeddedStore(config);
   const store = needsStore
     ? await openStore({ url: config.CLICKHOUSE_URL, user: config.CLICKHOUSE_USER, password: config.CLICKHOUSE_PASSWORD, dataDir: chdbDir(config), db: config.CLICKHOUSE_DATABASE })
     : undefined;

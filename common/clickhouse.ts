@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import { clusterMigration, schemaMismatch } from './cluster-sql.ts';
-import { AppError } from './errors.ts';
+import { AppError, errorMessage } from './errors.ts';
 import type { Logger } from './logger.ts';
 
 export type { ClickHouseClient };
@@ -33,7 +33,22 @@ export async function openStore(opts: { url?: string; user?: string; password?: 
     // chDB applies a request's settings to its one session, where they stay: every request
     // therefore restates the per-insert settings, so a dedup token never outlives its insert.
     const perRequest = { insert_deduplication_token: '', deduplicate_blocks_in_dependent_materialized_views: 0 } as const;
-    ch = createClient({ connection: createChdbConnection({ path: opts.dataDir }), clickhouse_settings: { ...EXACT_JSON, ...perRequest } } as Parameters<typeof createClient>[0]);
+    try {
+      ch = createClient({ connection: createChdbConnection({ path: opts.dataDir }), clickhouse_settings: { ...EXACT_JSON, ...perRequest } } as Parameters<typeof createClient>[0]);
+      await ch.command({ query: `CREATE DATABASE IF NOT EXISTS ${opts.db}` });
+    } catch (err) {
+      // chDB: one process per data folder ("Cannot lock file .../status").
+      if (/Cannot lock file|Another server instance|Failed to create connection for path/i.test(errorMessage(err))) {
+        throw new AppError(
+          'STORE_LOCKED',
+          `cannot open the embedded ClickHouse folder ${opts.dataDir}: another process has it open (another meterline on the same METERLINE_STATE_DIR?), or it is not writable. ` +
+            'Stop it, run this one with its own METERLINE_STATE_DIR, or share the folder: run `meterline store` and set CLICKHOUSE_URL to the URL it prints',
+          { cause: err, details: { dataDir: opts.dataDir } },
+        );
+      }
+      throw err;
+    }
+    return { ch, db: opts.db, embedded: true, close: () => ch.close() };
   }
   await ch.command({ query: `CREATE DATABASE IF NOT EXISTS ${opts.db}` });
   return { ch, db: opts.db, embedded: !opts.url, close: () => ch.close() };

@@ -24,6 +24,7 @@ export const ErrorCodes = {
   USAGE_QUERY_TIMEOUT: { httpStatus: 503, retryable: true },
   INGEST_IDEMPOTENCY_CONFLICT: { httpStatus: 409, retryable: false },
   STORE_UNAVAILABLE: { httpStatus: 503, retryable: true },
+  STORE_LOCKED: { httpStatus: 503, retryable: false },
   REPAIR_BUSY: { httpStatus: 503, retryable: true },
   REPAIR_UNAVAILABLE: { httpStatus: 503, retryable: false },
   NOT_FOUND: { httpStatus: 404, retryable: false },

@@ -200,4 +200,20 @@ describe('process hygiene of meterline start and its embedded nats-server', () =
     expect(natsServersOn(storeDir)).toEqual(before);
     expect((await readyz(m!)).status).toBe(200);
   }, 120_000);
+
+  it('a second `meterline start` on the same state folder says who holds the embedded ClickHouse and what to do, and leaves the first running', async () => {
+    const before = natsServersOn(storeDir);
+    const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'cli/main.ts'), 'start'], {
+      cwd: ROOT,
+      env: { ...process.env, ...env, METERLINE_STATE_DIR: stateDir, PORT: '0', LOG_LEVEL: 'warn' },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`Meterline (pid ${m!.child!.pid}) is running on ${stateDir} and holds its embedded ClickHouse`);
+    expect(r.stderr).toContain('METERLINE_STATE_DIR');
+    expect(r.stderr).not.toContain('Cannot lock file');
+    expect(natsServersOn(storeDir)).toEqual(before);
+    expect((await readyz(m!)).status).toBe(200);
+  }, 120_000);
 });
