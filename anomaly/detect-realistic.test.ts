@@ -89,7 +89,7 @@ describe('detect on realistic behaviours (issue 13)', () => {
     it('overrunning into the next hour by a few minutes: nothing', () => {
       const v = [...base(), 0];
       v[judged + 1] = 120;
-      v[judged] -= 120;
+      v[judged] = v[judged]! - 120;
       expect(replay(v, judged, judged + 2, UTC)).toEqual([]);
     });
   });

@@ -87,9 +87,8 @@ const MIN_LEVEL_WEEKS = 2;
 const MIN_SPREAD_HOURS = 12;
 /** Hours of the short level (a step is the new normal once it covers half of their weight). */
 const SHORT_LEVEL_HOURS = 24;
-/** Dispersion is estimated on hours with a mean of at most this (where counting noise dominates), from at least this many events, and capped. */
+/** Dispersion is estimated on hours with a weekly mean in [0.5, this] (where silence says something), and capped. */
 const DISPERSION_MAX_EXPECTED = 20;
-const DISPERSION_MIN_EVENTS = 20;
 const DISPERSION_MAX = 100;
 /** A day off needs weekdays at least this many times busier than weekend days (else a low day is just low). */
 const DAY_OFF_MIN_RATIO = 1.5;
@@ -222,10 +221,12 @@ export interface RecentLevel {
   shortLevel: number;
   /** Log-scale hour-to-hour spread around the baseline, counting noise removed; 0 if unknown. */
   spread: number;
-  /** Variance / mean of the counts at low volume (≥ 1): events that come in clumps. */
+  /**
+   * Over-dispersion D ≥ 1: events come in clumps, so the count varies like D × a Poisson count of
+   * mean λ/D. Estimated from how often the customer is silent (hours with mean λ are silent as often
+   * as Poisson(λ/D)): zeros are plentiful and stable where the variance of a week of clumps is not.
+   */
   dispersion: number;
-  /** How much more often than Poisson the customer is silent: hours with mean λ are silent as often as Poisson(λ / silence) (≥ 1). */
-  silence: number;
 }
 
 /** D ≥ 1 such that Σ e^(−λ/D) over the hours' means equals the silent hours seen (clumped events leave more silent hours). */
@@ -254,29 +255,21 @@ export function recentLevel(v: readonly number[], end: number, first: number, pa
 
 function recentLevelOf(ctx: Ctx, end: number): RecentLevel {
   const { v, p, first } = ctx;
-  if (p.levelWindowHours <= 0) return { level: 1, shortLevel: 1, spread: 0, dispersion: 1, silence: 1 };
+  if (p.levelWindowHours <= 0) return { level: 1, shortLevel: 1, spread: 0, dispersion: 1 };
   const observed: number[] = [];
   const medians: number[] = [];
   const ratios: number[] = [];
   const hoursAt: number[] = [];
   let weight = 0;
-  let dispNum: number[] = [];
-  let dispDen = 0;
-  let dispSq = 0;
   const zeroMeans: number[] = [];
   let zeros = 0;
   for (let h = Math.max(first, end - p.levelWindowHours); h < end; h++) {
     const s = weeklySamples(ctx, h, p.baselineWeeks);
     if (s.length === 0) continue;
     const mean = s.reduce((a, b) => a + b, 0) / s.length;
-    if (mean > 0 && mean <= DISPERSION_MAX_EXPECTED) {
-      dispNum.push((v[h]! - mean) ** 2);
-      dispDen += mean;
-      dispSq += mean * mean;
-      if (mean >= 0.5) {
-        zeroMeans.push(mean);
-        if (v[h] === 0) zeros++;
-      }
+    if (mean >= 0.5 && mean <= DISPERSION_MAX_EXPECTED) {
+      zeroMeans.push(mean);
+      if (v[h] === 0) zeros++;
     }
     const m = median(s);
     if (!(m > 0) || (v[h] === 0 && m >= p.minExpected)) continue;
@@ -287,13 +280,8 @@ function recentLevelOf(ctx: Ctx, end: number): RecentLevel {
     weight += m;
   }
   // Dispersion: Σ(x − mean)² / Σ mean over the low-volume hours, the largest 1 % left out (a past spike), the samples' own noise (1/4) removed.
-  let dispersion = 1;
-  if (dispDen >= DISPERSION_MIN_EVENTS) {
-    dispNum = dispNum.sort((a, b) => a - b).slice(0, Math.ceil(dispNum.length * 0.99));
-    dispersion = Math.min(DISPERSION_MAX, Math.max(1, dispNum.reduce((a, b) => a + b, 0) / dispDen / 1.25));
-  }
-  const silence = silenceDispersion(zeroMeans, zeros);
-  if (weight === 0) return { level: 1, shortLevel: 1, spread: 0, dispersion, silence };
+  const dispersion = silenceDispersion(zeroMeans, zeros);
+  if (weight === 0) return { level: 1, shortLevel: 1, spread: 0, dispersion };
   const prior = LEVEL_PRIOR_EXPECTED * p.minExpected * dispersion;
   const level = (weight * weightedMedian(ratios, medians) + prior) / (weight + prior);
   let shortLevel = level;
@@ -319,13 +307,9 @@ function recentLevelOf(ctx: Ctx, end: number): RecentLevel {
     const d = residuals[j]! - residuals[j - 1]!;
     if (Number.isFinite(d) && hoursAt[j]! - hoursAt[j - 1]! === 1) diffs.push(Math.abs(d));
   }
-  if (diffs.length < MIN_SPREAD_HOURS) return { level, shortLevel, spread: 0, dispersion, silence };
+  if (diffs.length < MIN_SPREAD_HOURS) return { level, shortLevel, spread: 0, dispersion };
   const sd = (MAD_SCALE * median(diffs)) / Math.SQRT2;
-  const spread = Math.sqrt(Math.max(0, sd * sd - median(poisson)));
-  // The multiplicative noise (c²λ per event) is in the spread already: dispersion is what is left, clumping.
-  const c = Math.max(spread, p.spreadFloor);
-  const excess = dispDen > 0 ? Math.max(1, dispersion - c * c * (dispSq / dispDen)) : dispersion;
-  return { level, shortLevel, spread, dispersion: excess, silence };
+  return { level, shortLevel, spread: Math.sqrt(Math.max(0, sd * sd - median(poisson))), dispersion };
 }
 
 /**
@@ -407,7 +391,7 @@ function judgeLevel(ctx: Ctx, describe: DescribeOptions): Detection | undefined 
   const observed = v[i]!;
   const m = median(samples);
   const recent = recentLevelOf(ctx, i);
-  const D = Math.max(recent.dispersion, recent.silence);
+  const D = recent.dispersion;
   // A spike is judged against the higher of the week's and the day's level (after a step up, the new normal), a drop against the lower.
   const expectedUp = Math.max(m, pooledMean(ctx, i)) * Math.max(recent.level, recent.shortLevel);
   const expectedDown = m * Math.min(recent.level, recent.shortLevel);
@@ -423,7 +407,7 @@ function judgeLevel(ctx: Ctx, describe: DescribeOptions): Detection | undefined 
     kind = 'spike';
     expected = expectedUp;
     ratio = expected > 0 ? observed / expected : Number.POSITIVE_INFINITY;
-  } else if (expectedDown / recent.silence >= p.minExpected && observed * p.minRatio <= expectedDown && z(expectedDown) <= -p.zThreshold && !shiftedFromPrevious(ctx, i, expectedDown / m, p)) {
+  } else if (expectedDown / D >= p.minExpected && observed * p.minRatio <= expectedDown && z(expectedDown) <= -p.zThreshold && !shiftedFromPrevious(ctx, i, expectedDown / m, p)) {
     if (looksLikeDayOff(ctx, i, (h) => median(weeklySamples(ctx, h, p.baselineWeeks)) * recent.level, D, c, 1)) return undefined;
     kind = 'drop';
     expected = expectedDown;
@@ -455,7 +439,7 @@ function judgeGap(ctx: Ctx, describe: DescribeOptions): Detection | undefined {
   let runStart = n;
   while (runStart > first && v[runStart - 1] === 0) runStart--;
   let hours = n - runStart;
-  const { level, silence: D } = recentLevelOf(ctx, runStart);
+  const { level, dispersion: D } = recentLevelOf(ctx, runStart);
   let expected = 0;
   let active = 0;
   let fallback = false;
