@@ -2,71 +2,29 @@
  * Anomaly scoring: spikes, drops and gaps in one customer × meter's hourly usage, plus the bill
  * shock and threshold checks the scan runs on invoices and caps. Pure: the series, the
  * parameters and the wording options in, detections out; "now" is the end of the series (the scan
- * passes complete hours only, so the last value is the hour that has just closed).
+ * passes complete hours only, so the last value is the hour that has just closed). The offsets of
+ * the customer's zone come from Intl, memoised (`clock.ts`).
  *
- * ## Baseline: same hour of the week, median and MAD, rescaled to the recent level
- *
- * - Expected value of hour t = median of the same hour of the week in the last `baselineWeeks`
- *   weeks (t − 168 h, t − 336 h, …) × the recent level. Usage is weekly-seasonal (business hours,
- *   weekends), so the same hour of the week is the only comparison that needs no model of the
- *   customer's day; the median of four weeks ignores one bad week (last Tuesday's outage or spike
- *   is one sample of four), which a mean or an EWMA does not: one 10× hour lifts a seasonal
- *   EWMA (α = 0.25) to 3.25× and the next normal week at that hour then looks like a drop to
- *   30 % (clipping the updates fixes that at the cost of another parameter). The median also
- *   needs no state: each scan recomputes it from the hourly rollups, so a scan can crash, run
- *   twice or run late and still say the same thing, and "usually 2,100 ± 300 at this hour" is
- *   literally the baseline and its spread.
- * - Recent level (growth is not a spike): the weighted median, over the `levelWindowHours` hours
- *   before the judged hour, of observed / seasonal median (weights = the seasonal median, so
- *   busy hours count more than quiet ones; silent hours that normally have ≥ `minExpected` are
- *   left out, they are gaps), shrunk towards 1 by a prior worth 5 × `minExpected` events. A
- *   customer growing 5 %/week is ~13 % above a four-week median; the level absorbs that, and a
- *   permanent step (a new contract) once it covers half the window's weight. The weighted median
- *   is robust: an ongoing spike or drop covering less than half of the weight does not move it.
- *   For a gap the level window ends where the silence began.
- * - Spread, on a log scale because usage noise is multiplicative (a customer at 50,000/h varies
- *   by ±10 %, not by ±√50,000): c = the largest of (a) 1.4826 × MAD of log(1 + x) over the
- *   weekly samples of this hour, (b) the same over the recent hours' residuals
- *   log(1 + observed) − log(1 + level × median) (a pooled estimate of this customer's noise: four
- *   samples often agree by chance), both with the Poisson part (≈ 1/λ) taken out, and (c)
- *   `spreadFloor` (a spread of 0 would make anything an anomaly).
- * - Score: one z-score for every volume, from the variance-stabilising transform of counts with
- *   variance λ + c²λ² (Poisson noise plus multiplicative noise), g(x) = (2/c)·asinh(c·√(x + 3/8)):
- *   z = g(observed) − g(expected). At a few events an hour g is Anscombe's 2√x (the Poisson
- *   test, which is what matters at 20/h); at thousands it is log(x)/c (a robust z on a log
- *   scale). A spike needs z ≥ `zThreshold` and observed/expected ≥ `minRatio`; a drop
- *   z ≤ −`zThreshold` and expected/observed ≥ `minRatio`. The log-like scale makes spikes and
- *   drops symmetric (a drop to 30 % is as far as a 3.3× spike), where on a linear scale a drop
- *   could never be further than expected/spread standard deviations. Severity: critical from
- *   twice the threshold and twice the ratio, else warning; gaps are critical from 2 × `gapHours`.
- * - Why these defaults: `bench/anomaly-eval.ts` (tuned on one seed, reported on others).
- *
- * ## Special cases
- *
- * - Low volume (expected < `minExpected` per hour): the transform is then the Poisson test, so
- *   counting noise is not flagged: 3 events in an hour that usually has 0.5 scores 1.8, 30 scores
- *   8.7 (a spike). Drops are not raised (from 3 events an hour, 0 or 1 is chance).
- * - New customers: spikes and drops need the same hour of the week in at least two earlier
- *   weeks. An onboarding customer's usage is supposed to change, and the first week (often a
- *   ramp) is no baseline on its own: with one sample there is no spread, and in the evaluation
- *   it produced nearly all false positives. Gaps matter most for new customers (a new
- *   integration that stops), so in the first week gaps fall back to the median of the same hour
- *   on the previous days (at least two), with doubled thresholds (2 × `gapHours` active hours and
- *   2 × `gapMinExpected` events) because a daily baseline does not know about weekends. From two
- *   weeks on, the weekly median uses the weeks there are (up to `baselineWeeks`).
- * - Gaps: the last hour has no events and the trailing run of empty hours holds at least
- *   `gapHours` normally active hours (expected ≥ `activeHourExpected`) and at least
- *   `gapMinExpected` expected events in total (Poisson: P(silence) = e^−expected, e^−20 ≈ 2e-9).
- *   Counting active hours (not all hours of the run) means a customer who starts an hour late
- *   in the morning after a silent night is not yet a gap. An hour with no events is never a drop:
- *   silence is a gap, raised once it has lasted `gapHours`.
- * - Hours before the series' first non-zero value are "not a customer yet", not zeros; a series
- *   that is all zeros has nothing to say. The counting-noise test assumes values are event counts
- *   (COUNT meters); for SUM meters the value's unit is not an event, and `minExpected` and the
- *   gap thresholds should be set in the meter's unit.
- * - Hour of the week is taken in UTC: across a daylight-saving change a business-hours customer's
- *   baseline is off by an hour for the `baselineWeeks` weeks after it (the median of four samples
- *   and the level absorb most of it; ramp hours can alert).
+ * The model, briefly (anomaly/README.md has the reasons and the figures):
+ * - Baseline: median of the same LOCAL hour of the week (`describe.timeZone`) in the last
+ *   `baselineWeeks` weeks, so a clock change does not shift it; a UTC cron is told apart by which
+ *   clock fits its last week. × the recent level: the weighted median of observed / median over
+ *   `levelWindowHours` (growth), and a 24-hour level: a spike is judged against the higher of the
+ *   two, a drop against the lower, so a step is the new normal within a day and the recovery from a
+ *   drop is no spike. At low volume the spike baseline is the trimmed mean of the neighbouring hours'
+ *   weekly samples (the median of counts that are mostly 0 says "none").
+ * - Noise: variance D·λ + c²λ². c (multiplicative) from consecutive residual differences (a step
+ *   moves one of them) and the weekly samples' MAD, floored at `spreadFloor`; D (clumped events)
+ *   from how much more often than Poisson the customer is silent. Score: z = g(x/D) − g(λ/D) with
+ *   g(x) = (2/c)·asinh(c·√(x + 3/8)): the Poisson test at a few events, a log-scale test at
+ *   thousands. Spike: z ≥ `zThreshold` and ≥ `minRatio`×; drop likewise below, not at low volume
+ *   (expected/D < `minExpected`), not when the hour before held the missing events, and not on a
+ *   weekday that so far looks like a weekend day (a holiday). Critical from twice both thresholds.
+ * - Gap: the trailing silence holds `gapHours` active hours and `gapMinExpected` events (over D),
+ *   or its last hour alone is an outage: ≥ `outageMinExpected` due and every weekly sample at least
+ *   half of it (a busy hour, a cron's run). Not on a weekend-looking day where a weekend day could be
+ *   silent too. New customers (under two weeks) get no spikes or drops, and gaps from the same hour
+ *   on previous days with doubled thresholds. Hours before the first event are not zeros.
  */
 import { clockTime, formatApprox, formatExact, formatMoney, hoursText, sinceTime } from './describe.ts';
 import { hourlyOffsets } from './clock.ts';
@@ -131,9 +89,12 @@ export function detect(series: HourlySeries, params: DetectorParams, describe: D
   if (last < 0) return [];
   const first = v.findIndex((x) => x > 0);
   if (first < 0) return [];
-  const ctx = context(series, first, p, describe.timeZone);
-  const d = v[last] === 0 ? judgeGap(ctx, describe) : judgeLevel(ctx, describe);
-  return d ? [d] : [];
+  const judge = (ctx: Ctx) => (v[last] === 0 ? judgeGap(ctx, describe) : judgeLevel(ctx, describe));
+  const [best, other] = contexts(series, first, p, describe.timeZone);
+  const d = judge(best);
+  // Within weeks of a clock change, an hour is anomalous only if it is under both clocks (a cron that moved an hour is not).
+  if (!d || (other && judge(other)?.kind !== d.kind)) return [];
+  return [d];
 }
 
 /** One call's inputs, with the clock its seasonality follows. */
@@ -149,18 +110,18 @@ interface Ctx {
 }
 
 /**
- * The clock the customer's week follows: local time (people, local crons) or UTC (UTC crons). Only
- * a clock change inside the series tells them apart; then the one under which the last week fits
- * its weekly samples better wins.
+ * The clock the customer's week follows: local time (people, local crons) or UTC (UTC crons), and
+ * the other one. Only a clock change inside the series tells them apart; then the one under which
+ * the last week fits its weekly samples better comes first.
  */
-function context(series: HourlySeries, first: number, p: Resolved, timeZone: string): Ctx {
+function contexts(series: HourlySeries, first: number, p: Resolved, timeZone: string): [Ctx, Ctx?] {
   const base: Ctx = { series, v: series.values, first, p, off: undefined, localOff: undefined };
   const n = series.values.length;
   const { hours, changes } = hourlyOffsets(timeZone, series.startMs, n);
   const local: Ctx = { ...base, off: hours, localOff: hours };
-  if (!changes) return hours[0] === 0 ? base : local;
+  if (!changes) return [hours[0] === 0 ? base : local];
   const utc: Ctx = { ...base, localOff: hours };
-  return misfit(local) <= misfit(utc) ? local : utc;
+  return misfit(local) <= misfit(utc) ? [local, utc] : [utc, local];
 }
 
 /** How badly the last week fits its weekly medians (sum of |log ratio| weighted by the median). */

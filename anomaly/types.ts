@@ -11,7 +11,7 @@ export const Severities = ['info', 'warning', 'critical'] as const;
 export type Severity = (typeof Severities)[number];
 
 export interface DetectorParams {
-  /** Weeks of history the seasonal baseline uses (same hour of the week). */
+  /** Weeks of history the seasonal baseline uses (same local hour of the week, in the customer's zone). */
   baselineWeeks: number;
   /**
    * Robust z-score above which a spike or drop is flagged. The z-score is taken on a
