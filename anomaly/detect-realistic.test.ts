@@ -107,6 +107,18 @@ describe('detect on realistic behaviours (issue 13)', () => {
     expect(replay(v, hours - HOURS_PER_WEEK, hours, UTC)).toEqual([]);
   });
 
+  it('a slow leak (+10 %/day for a week) is raised once usage has nearly doubled; steady growth is not', () => {
+    const r = rng(5);
+    const start = 5 * HOURS_PER_WEEK;
+    const hours = start + 7 * 24;
+    const leak = Array.from({ length: hours }, (_, t) => Math.round(1000 * 1.1 ** (Math.max(0, t - start) / 24) * (0.95 + 0.1 * r())));
+    const hits = replay(leak, start, hours, UTC);
+    expect(hits.filter(([t]) => t < start + 4 * 24)).toEqual([]);
+    expect(hits.map(([, k]) => k)).toContain('spike');
+    const growth = Array.from({ length: hours }, (_, t) => Math.round(1000 * 1.03 ** (t / 168) * (0.95 + 0.1 * r())));
+    expect(replay(growth, start, hours, UTC)).toEqual([]);
+  });
+
   it('a one-hour total outage of a busy customer is a gap at once', () => {
     const v = officeLocal(6 * HOURS_PER_WEEK + 2 * 24 + 12, 3000, 'Europe/Berlin');
     v[v.length - 1] = 0;

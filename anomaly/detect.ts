@@ -45,6 +45,10 @@ const MIN_LEVEL_WEEKS = 2;
 const MIN_SPREAD_HOURS = 12;
 /** Hours of the short level (a step is the new normal once it covers half of their weight). */
 const SHORT_LEVEL_HOURS = 24;
+/** A slow leak: the daily level rose on each of this many days in a row (+5 % to +50 % a day: a ramp, not a step) to near `minRatio`. */
+const LEAK_DAYS = 5;
+const LEAK_DAILY_RISE = [1.05, 1.5] as const;
+const LEAK_LEVEL = 0.9;
 /** Dispersion is estimated on hours with a weekly mean in [0.5, this] (where silence says something), and capped. */
 const DISPERSION_MAX_EXPECTED = 20;
 const DISPERSION_MAX = 100;
@@ -180,6 +184,8 @@ export interface RecentLevel {
   level: number;
   /** The same over the last `SHORT_LEVEL_HOURS` only (a step becomes the new normal within a day); shrunk towards `level`. */
   shortLevel: number;
+  /** Levels of the last `LEAK_DAYS` 24-hour blocks, oldest first (unshrunk; NaN where a block has too little weight). */
+  dailyLevels: number[];
   /** Log-scale hour-to-hour spread around the baseline, counting noise removed; 0 if unknown. */
   spread: number;
   /**
@@ -216,7 +222,7 @@ export function recentLevel(v: readonly number[], end: number, first: number, pa
 
 function recentLevelOf(ctx: Ctx, end: number): RecentLevel {
   const { v, p, first } = ctx;
-  if (p.levelWindowHours <= 0) return { level: 1, shortLevel: 1, spread: 0, dispersion: 1 };
+  if (p.levelWindowHours <= 0) return { level: 1, shortLevel: 1, dailyLevels: [], spread: 0, dispersion: 1 };
   const observed: number[] = [];
   const medians: number[] = [];
   const ratios: number[] = [];
@@ -242,7 +248,7 @@ function recentLevelOf(ctx: Ctx, end: number): RecentLevel {
   }
   // Dispersion: Σ(x − mean)² / Σ mean over the low-volume hours, the largest 1 % left out (a past spike), the samples' own noise (1/4) removed.
   const dispersion = silenceDispersion(zeroMeans, zeros);
-  if (weight === 0) return { level: 1, shortLevel: 1, spread: 0, dispersion };
+  if (weight === 0) return { level: 1, shortLevel: 1, dailyLevels: [], spread: 0, dispersion };
   const prior = LEVEL_PRIOR_EXPECTED * p.minExpected * dispersion;
   const level = (weight * weightedMedian(ratios, medians) + prior) / (weight + prior);
   let shortLevel = level;
@@ -251,6 +257,14 @@ function recentLevelOf(ctx: Ctx, end: number): RecentLevel {
   while (k > 0 && hoursAt[k - 1]! >= shortFrom) k--;
   const shortWeight = medians.slice(k).reduce((a, b) => a + b, 0);
   if (shortWeight > 0) shortLevel = (shortWeight * weightedMedian(ratios.slice(k), medians.slice(k)) + prior * level) / (shortWeight + prior);
+  const dailyLevels: number[] = [];
+  for (let d = LEAK_DAYS - 1; d >= 0; d--) {
+    const from = end - (d + 1) * HOURS_PER_DAY;
+    const to = end - d * HOURS_PER_DAY;
+    const idx = hoursAt.flatMap((h, j) => (h >= from && h < to ? [j] : []));
+    const w = idx.reduce((a, j) => a + medians[j]!, 0);
+    dailyLevels.push(w >= prior ? weightedMedian(idx.map((j) => ratios[j]!), idx.map((j) => medians[j]!)) : Number.NaN);
+  }
   // Noise: differences of consecutive log residuals (a step moves one difference, not half of them), minus the Poisson part (≈ 1/λ per hour).
   const residuals: number[] = [];
   const poisson: number[] = [];
@@ -268,9 +282,9 @@ function recentLevelOf(ctx: Ctx, end: number): RecentLevel {
     const d = residuals[j]! - residuals[j - 1]!;
     if (Number.isFinite(d) && hoursAt[j]! - hoursAt[j - 1]! === 1) diffs.push(Math.abs(d));
   }
-  if (diffs.length < MIN_SPREAD_HOURS) return { level, shortLevel, spread: 0, dispersion };
+  if (diffs.length < MIN_SPREAD_HOURS) return { level, shortLevel, dailyLevels, spread: 0, dispersion };
   const sd = (MAD_SCALE * median(diffs)) / Math.SQRT2;
-  return { level, shortLevel, spread: Math.sqrt(Math.max(0, sd * sd - median(poisson))), dispersion };
+  return { level, shortLevel, dailyLevels, spread: Math.sqrt(Math.max(0, sd * sd - median(poisson))), dispersion };
 }
 
 /**
@@ -344,6 +358,32 @@ function shiftedFromPrevious(ctx: Ctx, i: number, level: number, p: Resolved): b
   return ctx.v[i - 1]! > SHIFT_EXCESS * before && (ctx.v[i - 1]! + ctx.v[i]!) * p.minRatio > before + now;
 }
 
+/** A slow leak (a retry loop, a client whose volume compounds): usage rising day after day to near `minRatio`× the usual, raised as a spike. */
+function leak(ctx: Ctx, recent: RecentLevel, m: number, describe: DescribeOptions): Detection | undefined {
+  const d = recent.dailyLevels;
+  if (d.length < LEAK_DAYS || !(m * d[0]! >= ctx.p.minExpected)) return undefined;
+  for (let k = 1; k < d.length; k++) {
+    const rise = d[k]! / d[k - 1]!;
+    if (!(rise >= LEAK_DAILY_RISE[0] && rise <= LEAK_DAILY_RISE[1])) return undefined;
+  }
+  const now = d[d.length - 1]!;
+  if (now < LEAK_LEVEL * ctx.p.minRatio) return undefined;
+  const i = ctx.v.length - 1;
+  const windowStartMs = ctx.series.startMs + (i + 1 - LEAK_DAYS * HOURS_PER_DAY) * HOUR_MS;
+  const windowEndMs = ctx.series.startMs + (i + 1) * HOUR_MS;
+  return {
+    kind: 'spike',
+    severity: 'warning',
+    score: now,
+    windowStartMs,
+    windowEndMs,
+    observed: ctx.v[i]!,
+    baseline: m,
+    spread: 0,
+    message: `${describe.unit} have risen every day for ${LEAK_DAYS} days, to ${now.toFixed(1)}× the usual: ${formatExact(ctx.v[i]!)} in the hour to ${clockTime(windowEndMs, describe.timeZone)}, usually ${formatApprox(m)} at this hour`,
+  };
+}
+
 function judgeLevel(ctx: Ctx, describe: DescribeOptions): Detection | undefined {
   const { v, p, series } = ctx;
   const i = v.length - 1;
@@ -374,7 +414,7 @@ function judgeLevel(ctx: Ctx, describe: DescribeOptions): Detection | undefined 
     expected = expectedDown;
     ratio = expected / observed;
   } else {
-    return undefined;
+    return leak(ctx, recent, m, describe);
   }
   const score = Math.abs(z(expected));
   const severity: Severity = score >= 2 * p.zThreshold && ratio >= 2 * p.minRatio ? 'critical' : 'warning';
