@@ -45,6 +45,8 @@ const MIN_LEVEL_WEEKS = 2;
 const MIN_SPREAD_HOURS = 12;
 /** Hours of the short level (a step is the new normal once it covers half of their weight). */
 const SHORT_LEVEL_HOURS = 24;
+/** The noise is the largest of the residual differences' spreads at lags 1 to this. */
+const SPREAD_LAGS = 2;
 /** A slow leak: the daily level rose on each of this many days in a row (+5 % to +50 % a day: a ramp, not a step) to near `minRatio`. */
 const LEAK_DAYS = 5;
 const LEAK_DAILY_RISE = [1.05, 1.5] as const;
@@ -277,13 +279,18 @@ function recentLevelOf(ctx: Ctx, end: number): RecentLevel {
     residuals.push(logCount(observed[j]!) - logCount(e));
     poisson.push(1 / (e + 1));
   }
-  const diffs: number[] = [];
-  for (let j = 1; j < residuals.length; j++) {
-    const d = residuals[j]! - residuals[j - 1]!;
-    if (Number.isFinite(d) && hoursAt[j]! - hoursAt[j - 1]! === 1) diffs.push(Math.abs(d));
+  // Lag 2 too: noise that spills across an hour boundary (a half-hour zone's local hour, a burst) makes neighbours alike.
+  let sd = 0;
+  for (let lag = 1; lag <= SPREAD_LAGS; lag++) {
+    const diffs: number[] = [];
+    for (let j = lag; j < residuals.length; j++) {
+      const d = residuals[j]! - residuals[j - lag]!;
+      if (Number.isFinite(d) && hoursAt[j]! - hoursAt[j - lag]! === lag) diffs.push(Math.abs(d));
+    }
+    if (diffs.length < MIN_SPREAD_HOURS) break;
+    sd = Math.max(sd, (MAD_SCALE * median(diffs)) / Math.SQRT2);
   }
-  if (diffs.length < MIN_SPREAD_HOURS) return { level, shortLevel, dailyLevels, spread: 0, dispersion };
-  const sd = (MAD_SCALE * median(diffs)) / Math.SQRT2;
+  if (sd === 0) return { level, shortLevel, dailyLevels, spread: 0, dispersion };
   return { level, shortLevel, dailyLevels, spread: Math.sqrt(Math.max(0, sd * sd - median(poisson))), dispersion };
 }
 
