@@ -350,7 +350,7 @@ function markdown(params: Required<DetectorParams>, tuning: EvalResult, evaluati
     '',
     '## What these figures do not show',
     '',
-    '- The data is synthetic. Things real usage does that the generator does not: holidays, daylight-saving shifts (the detector works in UTC hours of the week), batch jobs that move by an hour, retry bursts right after an outage, meters whose values are not event counts. Expect more false positives in production than here; the parameters are configuration, not constants.',
+    '- The data is synthetic. Things real usage does that the generator does not: holidays, daylight-saving shifts, batch jobs that move by an hour (these are in the realistic set, `anomaly-realistic.ts`), retry bursts right after an outage, meters whose values are not event counts. Expect more false positives in production than here; the parameters are configuration, not constants.',
     `- Anomalies are labelled only where the customer normally has ≥ ${DEFAULT_GENERATOR_OPTIONS.minLabelExpected} events/h. Below that a 3× spike or a fall to 30 % is within counting noise (the issue's own "low volume"), so the recall figures say nothing about such customers; every detection on them counts as a false positive.`,
     '- Gaps at ≥ 20 events/h are easy by construction (two silent hours where 40 events were due happen by chance with probability e^-40); the hard part of gaps in production is the irregular schedule, which is not modelled.',
     '- Drops have no target; the misses are almost all at 20-100 events/h, where a fall to 20-30 % for an hour is not yet distinguishable from noise at the chosen threshold.',
