@@ -27,7 +27,12 @@ function config(): Config {
   return loadConfig(process.env);
 }
 
+/** The demo's grace period: its billing period is closed for real within the demo (a deployment's default stays 1h). */
+const DEMO_BILLING_GRACE = '20s';
+
 async function runRoles(roles: Role[], opts: { demo?: boolean }) {
+  const demoGrace = opts.demo && !process.env.BILLING_GRACE;
+  if (demoGrace) process.env.BILLING_GRACE = DEMO_BILLING_GRACE;
   const cfg = config();
   const logger = createLogger({ level: cfg.LOG_LEVEL });
   const rt = await startRuntime(cfg, roles, logger);
@@ -56,7 +61,8 @@ async function runRoles(roles: Role[], opts: { demo?: boolean }) {
     if (!key) say('demo: no admin key found in the state folder; create one with `meterline keys create --scope admin` and set METERLINE_API_KEY');
     else {
       await runDemo(rt.url, key, say);
-      await runBillingDemo(rt.url, key, say);
+      say(demoGrace ? `\ndemo: BILLING_GRACE=${DEMO_BILLING_GRACE} for this process, so the demo can close a billing period within minutes (the default is 1h; set BILLING_GRACE to choose)` : `\ndemo: BILLING_GRACE=${process.env.BILLING_GRACE} (as set)`);
+      await runBillingDemo(rt.url, key, say, { graceMs: cfg.BILLING_GRACE });
     }
   }
   say('Press Ctrl-C to stop.');
@@ -74,7 +80,7 @@ function readAdminKey(cfg: Config): string | undefined {
 program
   .command('start')
   .description('Run every role in one process: ingest, processor, API and scheduler. Starts nats-server and embedded ClickHouse unless NATS_URL / CLICKHOUSE_URL are set.')
-  .option('--demo', 'also create demo meters and send a small workload (duplicates, late events) and print the usage it produces')
+  .option('--demo', 'also create demo meters and send a small workload (duplicates, late events) and print the usage it produces; then bill a period that ends during the demo, with a late event (runs with BILLING_GRACE=20s unless it is set)')
   .action((opts: { demo?: boolean }) => runRoles(['ingest', 'processor', 'api', 'scheduler'], opts));
 program.command('ingest').description('Run the HTTP ingest role only (needs NATS; stateless, scale out freely).').action(() => runRoles(['ingest'], {}));
 program.command('processor').description('Run the stream processor only (needs NATS and ClickHouse).').action(() => runRoles(['processor'], {}));
