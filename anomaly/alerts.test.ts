@@ -4,34 +4,12 @@ import { describe, expect, it } from 'vitest';
 import { AlertDispatcher, SIGNATURE_HEADER, signPayload, type AttemptLog, type DeliveryAttempt, type Webhook } from './alerts.ts';
 import { deliveryId, type DeliveryFeed, type DeliveryMessage, type DeliveryState, type DeliveryStore, type QueuedDelivery } from './delivery.ts';
 import type { Anomaly } from './store.ts';
+import { sampleAnomaly } from './test-anomaly.ts';
 
 // The dispatcher and its worker with in-memory collaborators (queue, attempt log, HTTP): every
 // effect is appended to one log, so the tests read the order of effects of an attempt.
 
-const anomaly: Anomaly = {
-  id: 'anom_1',
-  customer: 'acme',
-  meter: 'api-calls',
-  kind: 'spike',
-  status: 'open',
-  severity: 'critical',
-  score: 12,
-  windowStart: '2026-03-18T13:00:00.000Z',
-  windowEnd: '2026-03-18T14:00:00.000Z',
-  observed: 1000,
-  baseline: 100,
-  spread: 0.1,
-  message: '10× the usual API calls',
-  detail: {},
-  detections: 1,
-  firstDetectedAt: '2026-03-18T14:05:00.000Z',
-  lastDetectedAt: '2026-03-18T14:05:00.000Z',
-  acknowledgedBy: '',
-  acknowledgedAt: null,
-  resolvedBy: '',
-  resolvedAt: null,
-  resolutionNote: '',
-};
+const anomaly: Anomaly = sampleAnomaly();
 
 const hook = (id: string, kinds: string[] = []): Webhook => ({ id, url: `https://example.test/${id}`, format: 'json', secret: `whsec_${id}`, kinds, createdAt: '2026-01-01T00:00:00.000Z' });
 

@@ -2,35 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { alertBody } from './alerts.ts';
 import { afterAttempt, DEFAULT_RETRY_DELAYS_MS, deliveryId, pendingState, type DeliveryState } from './delivery.ts';
 import type { Anomaly } from './store.ts';
+import { sampleAnomaly } from './test-anomaly.ts';
 
 const T0 = Date.UTC(2026, 2, 18, 14, 0);
 const MIN = 60_000;
 const HOUR = 60 * MIN;
 
-const anomaly: Anomaly = {
-  id: 'anom_1',
-  customer: 'acme',
-  meter: 'api-calls',
-  kind: 'spike',
-  status: 'open',
-  severity: 'warning',
-  score: 9,
-  windowStart: '2026-03-18T13:00:00.000Z',
-  windowEnd: '2026-03-18T14:00:00.000Z',
-  observed: 1000,
-  baseline: 100,
-  spread: 0.1,
-  message: '10× the usual API calls',
-  detail: {},
-  detections: 1,
-  firstDetectedAt: '2026-03-18T14:05:00.000Z',
-  lastDetectedAt: '2026-03-18T14:05:00.000Z',
-  acknowledgedBy: '',
-  acknowledgedAt: null,
-  resolvedBy: '',
-  resolvedAt: null,
-  resolutionNote: '',
-};
+const anomaly: Anomaly = sampleAnomaly({ severity: 'warning', score: 9 });
 
 describe('deliveryId', () => {
   it('is one delivery per alert event × webhook: the same event again is the same id, another event or webhook another', () => {

@@ -7,6 +7,7 @@ import { AnomalyStore, DELIVERY_CONSUMER, DeliveryQueue, deliveryId, type Anomal
 import { deliveryQueueOptions } from '../cli/runtime.ts';
 import { loadConfig } from '../common/config.ts';
 import type { NatsServerHandle } from '../common/nats-server.ts';
+import { sampleAnomaly } from '../anomaly/test-anomaly.ts';
 import { client } from './api-client.ts';
 import { MeterlineProcess } from './child.ts';
 import { eventually, randomDatabase, startTestNats, startTestRuntime, tempDir, testConfig, type TestRuntime } from './harness.ts';
@@ -17,30 +18,7 @@ import { eventually, randomDatabase, startTestNats, startTestRuntime, tempDir, t
  * `failed` and can be queued again over the API.
  */
 
-const anomaly = (id: string): Anomaly => ({
-  id,
-  customer: 'acme',
-  meter: 'api-calls',
-  kind: 'spike',
-  status: 'open',
-  severity: 'critical',
-  score: 12,
-  windowStart: '2026-03-18T13:00:00.000Z',
-  windowEnd: '2026-03-18T14:00:00.000Z',
-  observed: 1000,
-  baseline: 100,
-  spread: 0.1,
-  message: '10× the usual API calls',
-  detail: {},
-  detections: 1,
-  firstDetectedAt: '2026-03-18T14:05:00.000Z',
-  lastDetectedAt: '2026-03-18T14:05:00.000Z',
-  acknowledgedBy: '',
-  acknowledgedAt: null,
-  resolvedBy: '',
-  resolvedAt: null,
-  resolutionNote: '',
-});
+const anomaly = (id: string): Anomaly => sampleAnomaly({ id });
 
 /** A webhook receiver on localhost answering 503 while `down`, else 204; it counts both. */
 class Receiver {
