@@ -131,6 +131,17 @@ export interface Items<T> {
   items: T[];
 }
 
+/**
+ * One page of a paginated listing (OpenMeter's shape): `page` is 1-based, `totalCount` counts
+ * every item matching the filters, across all pages. Query: `page`, `pageSize`, `sort`, `order`, `q`
+ * (see api/pagination.ts).
+ */
+export interface Page<T> extends Items<T> {
+  page: number;
+  pageSize: number;
+  totalCount: number;
+}
+
 /** Statuses of a metered-vs-invoiced row (GET /api/v1/billing/usage-reconcile). */
 export const UsageReconcileStatuses = ['ok', 'pending', 'mismatch', 'not_additive'] as const;
 
