@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { Decimal } from 'decimal.js';
 import type { Customer, Plan, Subscription } from './catalog.ts';
-import { buildInvoice, usageGroups, type BuildInput } from './invoice-builder.ts';
+import { buildInvoice, describeInstant, usageGroups, type BuildInput } from './invoice-builder.ts';
 import type { Price } from './pricing/types.ts';
 
 const T = (s: string) => Date.parse(s);
@@ -60,11 +60,34 @@ describe('invoice builder', () => {
       { plan: 'large', start: new Date(half).toISOString() },
     ]);
     const inv = build({ subscription: s, plans: { small: plan('small', '10', 'advance'), large: plan('large', '20', 'advance') }, nextPeriod: april });
-    expect(byKind(inv, 'proration').map((l) => [l.description.split(' ')[0], l.amount])).toEqual([
-      ['Unused', '-5.00'],
-      ['Remaining', '10.00'],
+    // The change is 15.5 days in: the line names it in the customer's words, not as an ISO timestamp.
+    expect(byKind(inv, 'proration').map((l) => [l.description, l.amount])).toEqual([
+      ['Unused time on small after Mar 16, 2026, 12:00 (UTC)', '-5.00'],
+      ['Remaining time on large from Mar 16, 2026, 12:00 (UTC)', '10.00'],
     ]);
     expect(byKind(inv, 'base_fee').map((l) => l.amount)).toEqual(['20.00']); // April in advance, on the new plan
+  });
+
+  it('a plan change at local midnight is named by its local date, in the customer\'s zone', () => {
+    // Midnight in New York on Mar 14 is 04:00 UTC (EDT since Mar 8): the line says Mar 14, not an instant.
+    const t = T('2026-03-14T04:00:00Z');
+    const s = sub([
+      { plan: 'small', start: '2026-03-01T05:00:00Z', end: new Date(t).toISOString() },
+      { plan: 'large', start: new Date(t).toISOString() },
+    ]);
+    const ny = { ...customer, timeZone: 'America/New_York' };
+    const inv = build({ customer: ny, subscription: s, plans: { small: plan('small', '10', 'advance'), large: plan('large', '20', 'advance') } });
+    expect(byKind(inv, 'proration').map((l) => l.description)).toEqual(['Unused time on small after Mar 14, 2026', 'Remaining time on large from Mar 14, 2026']);
+    for (const l of inv.lines) expect(l.description).not.toMatch(/\d{4}-\d{2}-\d{2}T/);
+  });
+
+  it.each([
+    ['2026-11-14T05:00:00Z', 'America/New_York', 'Nov 14, 2026'],
+    ['2026-11-14T00:00:00Z', 'America/New_York', 'Nov 13, 2026, 19:00 (America/New_York)'],
+    ['2026-11-13T23:00:00Z', 'Europe/Berlin', 'Nov 14, 2026'],
+    ['2026-11-21T06:17:31Z', 'UTC', 'Nov 21, 2026, 06:17 (UTC)'],
+  ])('describeInstant(%s, %s) = %s', (at, tz, text) => {
+    expect(describeInstant(T(at), tz)).toBe(text);
   });
 
   it('proration is to the second', () => {

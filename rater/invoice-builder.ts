@@ -1,7 +1,7 @@
 import { Decimal } from '../common/decimal.ts';
 import type { Customer, Discount, Plan, Subscription } from './catalog.ts';
 import { lineSource, type Invoice, type InvoiceLine, type LineKind, type LineSource } from './invoice-types.ts';
-import { overlap, type Period } from './periods.ts';
+import { localParts, overlap, type Period } from './periods.ts';
 import { rate, roundMoney, toMinor } from './pricing/index.ts';
 import type { BreakdownRow, Price, RateInput } from './pricing/types.ts';
 
@@ -113,6 +113,19 @@ export interface BuildInput {
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
+
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+/**
+ * An instant as a customer reads it on an invoice line, in their zone: "Nov 14, 2026" at local
+ * midnight (where plan changes usually fall), else "Nov 21, 2026, 01:17 (America/New_York)".
+ */
+export function describeInstant(ms: number, timeZone: string): string {
+  const p = localParts(ms, timeZone);
+  const day = `${MONTHS[p.m]} ${p.d}, ${p.y}`;
+  if (p.hh === 0 && p.mm === 0 && p.ss === 0) return day;
+  const two = (n: number) => String(n).padStart(2, '0');
+  return `${day}, ${two(p.hh)}:${two(p.mm)} (${timeZone})`;
+}
 const D = (s: string | number) => new Decimal(s);
 
 /** Decimal places of a proration share (the fraction of a period a fee or minimum covers). */
@@ -187,7 +200,7 @@ export function buildInvoice(input: BuildInput): Invoice {
     if (cur.plan.baseFee?.timing === 'advance') {
       const exact = feeOf(cur.plan).mul(s).neg();
       add('proration', `credit:${i}`, { kind: 'proration', side: 'credit', phase: i }, {
-        description: `Unused time on ${cur.plan.name} after ${iso(t)}`,
+        description: `Unused time on ${cur.plan.name} after ${describeInstant(t, customer.timeZone)}`,
         periodStart: iso(t),
         periodEnd: iso(period.end),
         quantity: s.neg().toFixed(),
@@ -199,7 +212,7 @@ export function buildInvoice(input: BuildInput): Invoice {
     if (next?.plan.baseFee?.timing === 'advance') {
       const exact = feeOf(next.plan).mul(s);
       add('proration', `charge:${i + 1}`, { kind: 'proration', side: 'charge', phase: i + 1 }, {
-        description: `Remaining time on ${next.plan.name} from ${iso(t)}`,
+        description: `Remaining time on ${next.plan.name} from ${describeInstant(t, customer.timeZone)}`,
         periodStart: iso(t),
         periodEnd: iso(period.end),
         quantity: s.toFixed(),
