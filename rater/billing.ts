@@ -4,6 +4,7 @@ import type { Logger } from '../common/logger.ts';
 import type { Meter } from '../meter/index.ts';
 import type { UsageStore } from '../usage/index.ts';
 import { ClickHouseAdjustments, type Adjustment, type AdjustmentStore } from './adjustments.ts';
+import { fileByLocalMonth, monthReadRange } from './aggregates.ts';
 import { BillingCatalog, type Replica } from './billing-catalog.ts';
 import type { Customer, Plan, Subscription } from './catalog.ts';
 import { BillingClose, type CloseLease } from './close.ts';
@@ -52,8 +53,10 @@ export class Billing {
   private readonly projection: InvoiceProjection;
   /** What API requests read through: never a close run's context (that is an argument of the close's calls only). */
   private readonly direct: BillingReads;
+  private readonly customers: Replica<Customer>;
 
   constructor(deps: BillingDeps) {
+    this.customers = deps.customers;
     this.catalog = new BillingCatalog(deps);
     this.invoices = new ClickHouseInvoiceStore(deps.store);
     this.adjustmentStore = new ClickHouseAdjustments(deps.store);
@@ -73,9 +76,14 @@ export class Billing {
     this.projection = new InvoiceProjection({ computer: this.computer, catalog: this.catalog, invoices: this.invoices, reads: this.direct, options: deps.options });
   }
 
-  /** Quantities and amounts of the finalized invoices whose period starts in [fromMs, toMs) (UTC), per customer, currency, meter and line kind. */
-  aggregates(fromMs: number, toMs: number): Promise<AggregateRow[]> {
-    return this.invoices.aggregates(fromMs, toMs);
+  /**
+   * Quantities and amounts of the finalized invoices whose period starts in `month` (YYYY-MM) in
+   * the customer's own time zone, per customer, currency, meter and line kind.
+   */
+  async aggregates(month: string): Promise<AggregateRow[]> {
+    const { fromMs, toMs } = monthReadRange(month);
+    const rows = await this.invoices.aggregates(fromMs, toMs);
+    return fileByLocalMonth(rows, month, (key) => this.customers.get(key)?.timeZone ?? 'UTC');
   }
 
   /** The billing period of `sub` containing `atMs`. */

@@ -8,7 +8,8 @@ import { BillingCatalog, type Replica } from './billing-catalog.ts';
 import type { Customer, Plan, Subscription } from './catalog.ts';
 import { BillingClose, type CloseLease } from './close.ts';
 import { directReads, InvoiceComputer, type BillingUsage } from './invoice-compute.ts';
-import type { AggregateRow, FinalizedFilter, InvoiceStore, StoredInvoice } from './invoice-store.ts';
+import type { PeriodAggregateRow } from './aggregates.ts';
+import type { FinalizedFilter, InvoiceStore, StoredInvoice } from './invoice-store.ts';
 import type { InvoiceNumbering } from './numbering.ts';
 import { InvoiceProjection } from './projection.ts';
 
@@ -112,7 +113,7 @@ class FakeInvoices implements InvoiceStore {
     return out;
   }
 
-  aggregates(): Promise<AggregateRow[]> {
+  aggregates(): Promise<PeriodAggregateRow[]> {
     throw new Error('not used');
   }
 }

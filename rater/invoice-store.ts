@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Store } from '../common/clickhouse.ts';
 import type { Customer, Plan, Subscription } from './catalog.ts';
+import type { PeriodAggregateRow } from './aggregates.ts';
 import type { AggregateRow } from './contracts.ts';
 import { lineSource, type Invoice } from './invoice-types.ts';
 
@@ -38,8 +39,8 @@ export interface InvoiceStore {
   finalized(filter?: FinalizedFilter): Promise<StoredInvoice[]>;
   /** The period starts (ms) with a finalized invoice, per subscription id. */
   finalizedStarts(): Promise<Map<string, Set<number>>>;
-  /** Quantities and amounts of the finalized invoices whose period starts in [fromMs, toMs) (UTC), per customer, currency, meter and line kind. */
-  aggregates(fromMs: number, toMs: number): Promise<AggregateRow[]>;
+  /** Quantities and amounts of the finalized invoices whose period starts in [fromMs, toMs), per customer, currency, meter, line kind and period start. */
+  aggregates(fromMs: number, toMs: number): Promise<PeriodAggregateRow[]>;
 }
 
 const ms = (s: string) => Date.parse(s);
@@ -135,16 +136,17 @@ export class ClickHouseInvoiceStore implements InvoiceStore {
     return out;
   }
 
-  async aggregates(fromMs: number, toMs: number): Promise<AggregateRow[]> {
+  async aggregates(fromMs: number, toMs: number): Promise<PeriodAggregateRow[]> {
     const rs = await this.store.ch.query({
-      query: `SELECT customer, currency, meter, kind, toString(sum(quantity)) AS quantity, toString(sum(amount)) AS amount, toString(sum(amount_minor)) AS amount_minor, count() AS lines
+      query: `SELECT customer, currency, meter, kind, toString(toUnixTimestamp64Milli(invoice_period_start)) AS period_start_ms,
+                     toString(sum(quantity)) AS quantity, toString(sum(amount)) AS amount, toString(sum(amount_minor)) AS amount_minor, toString(count()) AS lines
               FROM ${this.db}.invoice_lines
               WHERE invoice_period_start >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND invoice_period_start < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
-              GROUP BY customer, currency, meter, kind ORDER BY customer, kind, meter`,
+              GROUP BY customer, currency, meter, kind, invoice_period_start ORDER BY customer, kind, meter`,
       query_params: { from: fromMs, to: toMs },
       format: 'JSONEachRow',
     });
-    return rs.json<AggregateRow>();
+    return (await rs.json<AggregateRow & { period_start_ms: string }>()).map(({ period_start_ms, ...r }) => ({ ...r, periodStartMs: Number(period_start_ms) }));
   }
 }
 

@@ -178,11 +178,10 @@ export function registerBillingRoutes(app: FastifyInstance, deps: AppDeps & { us
 
   app.get<{ Querystring: Record<string, string> }>('/api/v1/billing/aggregates', {
     config: scope,
-    schema: { tags, summary: 'Invoice-ready quantities and amounts per customer and meter for invoices whose period starts in a month (UTC); JSON or CSV', querystring: { type: 'object', required: ['period'], properties: { period: { type: 'string', description: 'YYYY-MM' }, format: { type: 'string', enum: ['json', 'csv'] } } } },
+    schema: { tags, summary: "Invoice-ready quantities and amounts per customer and meter for invoices whose period starts in a month, in each customer's own time zone; JSON or CSV", querystring: { type: 'object', required: ['period'], properties: { period: { type: 'string', description: 'YYYY-MM' }, format: { type: 'string', enum: ['json', 'csv'] } } } },
   }, async (req, reply) => {
     const q = parseWith(z.object({ period: monthParam(), format: z.enum(['json', 'csv']).optional() }), req.query, 'query');
-    const [y, m] = q.period.split('-').map(Number) as [number, number];
-    const rows = await b.billing.aggregates(Date.UTC(y, m - 1, 1), Date.UTC(y, m, 1));
+    const rows = await b.billing.aggregates(q.period);
     if (wantsCsv(req)) return sendCsv(reply, `aggregates-${q.period}.csv`, ['customer', 'currency', 'meter', 'kind', 'quantity', 'amount', 'amount_minor'], rows.map((r) => [r.customer, r.currency, r.meter, r.kind, r.quantity, r.amount, r.amount_minor]));
     return { period: q.period, rows } satisfies Aggregates<AggregateRow>;
   });
