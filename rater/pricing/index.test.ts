@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { D } from './decimal.ts';
 import { parseByDimensionText, parsePrice, parseValuesText, rate, type BreakdownRow, type Price, type RateResult } from './index.ts';
-import { eventValues, percentagePrice, quantity, quantityPrice } from './test-arbitraries.ts';
+import { boundedPrice, eventValues, graduatedPercentagePrice, percentagePrice, quantity, quantityPrice } from './test-arbitraries.ts';
 
 /** Guarantee 5: the rows explain the amount exactly, and each priced row explains itself. */
 function expectExplained(r: RateResult) {
@@ -37,6 +37,27 @@ describe('rate', () => {
     );
   });
 
+  it('graduated_percentage: the breakdown rows sum to the amount exactly', () => {
+    fc.assert(
+      fc.property(graduatedPercentagePrice, quantity, (p, q) => {
+        expectExplained(rate(p, { quantity: q }));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('any model with a minimum and maximum spend: explained, non-negative, within the bounds', () => {
+    fc.assert(
+      fc.property(boundedPrice, quantity, eventValues, (p, q, values) => {
+        const r = rate(p, { quantity: q, values });
+        expectExplained(r);
+        if (p.model !== 'dimensional' && p.minimumAmount !== undefined) expect(new D(r.amount).gte(p.minimumAmount)).toBe(true);
+        if (p.model !== 'dimensional' && p.maximumAmount !== undefined) expect(new D(r.amount).lte(p.maximumAmount)).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it('dimensional: the amount is the sum over values, every row tagged with its value', () => {
     fc.assert(
       fc.property(fc.dictionary(fc.constantFrom('a', 'b', 'c', 'd'), fc.tuple(quantityPrice, quantity)), (entries) => {
@@ -54,7 +75,7 @@ describe('rate', () => {
 
   it('parsePrice accepts every price the generators make, unchanged', () => {
     fc.assert(
-      fc.property(fc.oneof(quantityPrice, percentagePrice), (p) => {
+      fc.property(fc.oneof(quantityPrice, percentagePrice, graduatedPercentagePrice, boundedPrice), (p) => {
         expect(parsePrice(JSON.parse(JSON.stringify(p)))).toEqual(p);
       }),
     );
@@ -75,7 +96,7 @@ describe('examples/ (used by README.md)', () => {
   const priceFiles = files.filter((f) => !f.startsWith('invalid-') && !f.endsWith('.values.json') && !f.endsWith('.usage.json'));
 
   it('has one example per model', () => {
-    expect(new Set(priceFiles.map((f) => (JSON.parse(read(f)) as { model: string }).model))).toEqual(new Set(['per_unit', 'package', 'graduated', 'volume', 'percentage', 'dimensional']));
+    expect(new Set(priceFiles.map((f) => (JSON.parse(read(f)) as { model: string }).model))).toEqual(new Set(['per_unit', 'package', 'graduated', 'volume', 'graduated_percentage', 'percentage', 'dimensional']));
   });
 
   it.each(priceFiles)('%s is a valid price', (f) => {
@@ -93,6 +114,12 @@ describe('examples/ (used by README.md)', () => {
     ['per-unit.json', { quantity: '125000' }, '46'],
     ['package.json', { quantity: '2500' }, '7.5'],
     ['transform.json', { quantity: '150' }, '30'],
+    ['transform-multiply.json', { quantity: '100' }, '120'],
+    ['graduated-percentage.json', { quantity: '5050' }, '591'],
+    ['minimum-spend.json', { quantity: '0' }, '100'],
+    ['maximum-spend.json', { quantity: '12' }, '100'],
+    ['cost-plus.json', { quantity: '10' }, '13.3333'],
+    ['cost-plus-per-event.json', { quantity: '0', values: parseValuesText(read('cost-plus-per-event.values.json')) }, '2.8123'],
     ['percentage.json', { quantity: '0', values: parseValuesText(read('percentage.values.json')) }, '25.7'],
     ['dimensional.json', { quantity: '0', byDimension: parseByDimensionText(read('dimensional.usage.json')) }, '5.67'],
   ])('%s rates to %s', (f, input, amount) => {

@@ -8,10 +8,12 @@
 import { D, fmt, sum, type Dec, type ModelResult } from './decimal.ts';
 import { rateDimensional } from './dimensional.ts';
 import { rateGraduated } from './graduated.ts';
+import { rateGraduatedPercentage } from './graduated-percentage.ts';
 import { inputDecimal } from './input.ts';
 import { ratePackage } from './package.ts';
 import { ratePercentage } from './percentage.ts';
 import { ratePerUnit } from './per-unit.ts';
+import { applySpendLimits } from './spend-limits.ts';
 import { applyQuantityTransform } from './transform.ts';
 import type { BreakdownRow, Price, QuantityPrice, RateInput, RateResult } from './types.ts';
 import { rateVolume } from './volume.ts';
@@ -41,6 +43,13 @@ export function rate(price: Price, input: RateInput): RateResult {
     case 'volume':
       result = rateQuantity(price, input, rateVolume);
       break;
+    case 'graduated_percentage': {
+      // The summed amount: the quantity, or the per-event amounts added up when they are given.
+      const total = input.values ? sum(input.values.map((v, i) => inputDecimal(v, `values[${i}]`))) : inputDecimal(input.quantity, 'quantity');
+      const r = rateGraduatedPercentage(price, total);
+      result = { amount: fmt(r.amount), billedQuantity: fmt(total), breakdown: r.rows };
+      break;
+    }
     case 'percentage': {
       const values = input.values?.map((v, i) => inputDecimal(v, `values[${i}]`));
       const quantity = values ? new D(0) : inputDecimal(input.quantity, 'quantity');
@@ -58,6 +67,9 @@ export function rate(price: Price, input: RateInput): RateResult {
       throw new Error(`unknown price model ${JSON.stringify((unknown as { model?: unknown }).model)}`);
     }
   }
+  // Minimum and maximum spend bound what the model gave, each as its own row (spend-limits.ts).
+  const limited = applySpendLimits(price, new D(result.amount));
+  if (limited.rows.length > 0) result = { ...result, amount: fmt(limited.amount), breakdown: [...result.breakdown, ...limited.rows] };
   // Guarantee 5: the amount is explained. A mismatch is a bug in a model, never an input problem.
   const rowsTotal = sum(result.breakdown.map((r) => new D(r.amount)));
   if (!rowsTotal.eq(new D(result.amount))) {

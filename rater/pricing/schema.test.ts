@@ -39,13 +39,28 @@ describe('parsePrice', () => {
     ['a field of another model', { model: 'per_unit', unitPrice: '1', tiers: [] }, [['tiers', 'is not a field of this price model']]],
     ['divideBy 0', { model: 'per_unit', unitPrice: '1', transform: { divideBy: '0', round: 'up' } }, [['transform.divideBy', 'must be greater than 0 (got 0)']]],
     ['negative included units', { model: 'per_unit', unitPrice: '1', includedUnits: '-1' }, [['includedUnits', 'must not be negative (got -1)']]],
-    ['an unknown model', { model: 'tiered' }, [['model', 'must be one of per_unit, package, graduated, volume, percentage, dimensional (got "tiered")']]],
-    ['no model', { unitPrice: '1' }, [['model', 'must be one of per_unit, package, graduated, volume, percentage, dimensional']]],
+    ['an unknown model', { model: 'tiered' }, [['model', 'must be one of per_unit, package, graduated, volume, graduated_percentage, percentage, dimensional (got "tiered")']]],
+    ['no model', { unitPrice: '1' }, [['model', 'must be one of per_unit, package, graduated, volume, graduated_percentage, percentage, dimensional']]],
     ['not an object', [1, 2], [['(price)', 'must be a JSON object, got array']]],
     ['nested dimensional', { model: 'dimensional', dimension: 'region', prices: { eu: { model: 'dimensional', dimension: 'x', prices: {} } } }, [['prices.eu.model', 'a dimensional price cannot contain another dimensional price']]],
     ['a bad nested price', { model: 'dimensional', dimension: 'region', prices: { eu: { model: 'per_unit', unitPrice: '-1' } } }, [['prices.eu.unitPrice', 'must not be negative (got -1)']]],
     ['no prices and no default', { model: 'dimensional', dimension: 'region', prices: {} }, [['prices', 'needs at least one price, or a default']]],
     ['an empty dimension', { model: 'dimensional', dimension: '', default: { model: 'per_unit', unitPrice: '1' }, prices: {} }, [['dimension', 'must not be empty']]],
+    ['a transform with neither divideBy nor multiplyBy', { model: 'per_unit', unitPrice: '1', transform: { round: 'up' } }, [['transform.divideBy', 'is required: give divideBy (e.g. "60": minutes to hours) or multiplyBy (e.g. "1.2")']]],
+    ['a transform with both', { model: 'per_unit', unitPrice: '1', transform: { divideBy: '2', multiplyBy: '3', round: 'up' } }, [['transform.multiplyBy', 'give divideBy or multiplyBy, not both']]],
+    ['multiplyBy 0', { model: 'per_unit', unitPrice: '1', transform: { multiplyBy: '0', round: 'none' } }, [['transform.multiplyBy', 'must be greater than 0 (got 0)']]],
+    [
+      'round none with a quotient that never ends',
+      { model: 'per_unit', unitPrice: '1', transform: { divideBy: '60', round: 'none' } },
+      [['transform.round', '"none" keeps the exact quotient, but 60 has a prime factor other than 2 and 5, so e.g. 1 ÷ 60 never ends: round "up", "down" or "half_up", or use a divideBy such as 1000 or 1024']],
+    ],
+    ['an unknown transform rounding', { model: 'per_unit', unitPrice: '1', transform: { divideBy: '60', round: 'nearest' } }, [['transform.round', 'must be one of "up", "down", "half_up", "none" (got "nearest")']]],
+    ['a maximum below the minimum spend', { model: 'per_unit', unitPrice: '1', minimumAmount: '100', maximumAmount: '50' }, [['maximumAmount', 'must be at least minimumAmount (100)']]],
+    ['a negative minimum spend', { model: 'graduated', tiers: tiers(null), minimumAmount: '-1' }, [['minimumAmount', 'must not be negative (got -1)']]],
+    ['a percentage tier rate above 100', { model: 'graduated_percentage', tiers: [{ upTo: null, rate: '101' }] }, [['tiers[0].rate', 'is a percentage and must be between 0 and 100 (got 101)']]],
+    ['a unit price in a percentage tier', { model: 'graduated_percentage', tiers: [{ upTo: null, unitPrice: '1' }] }, [['tiers[0].rate', 'is required'], ['tiers[0].unitPrice', 'is not a field of this price model']]],
+    ['percentage tiers out of order', { model: 'graduated_percentage', tiers: [{ upTo: '10', rate: '1' }, { upTo: '5', rate: '1' }, { upTo: null, rate: '1' }] }, [['tiers[1].upTo', "must be greater than the previous tier's upTo (10): tiers are ascending"]]],
+    ['a transform on graduated_percentage', { model: 'graduated_percentage', tiers: [{ upTo: null, rate: '1' }], transform: { divideBy: '2', round: 'up' } }, [['transform', 'is not a field of this price model']]],
     ['a huge exponent', { model: 'per_unit', unitPrice: '1e999999' }, [['unitPrice', '"1e999999" is not a decimal number (expected e.g. "12.5")']]],
   ])('names the field and the reason: %s', (_name, json, expected) => {
     const issues = priceIssues(json).map((i) => [i.path, i.message]);
@@ -68,6 +83,12 @@ describe('parsePrice', () => {
       "  - tiers[1].upTo: must be greater than the previous tier's upTo (1000): tiers are ascending",
       '  - includedUnits: must not be negative (got -3)',
     ]);
+  });
+
+  it('keeps old transforms as they were, and reads the new ones', () => {
+    expect(parsePrice({ model: 'per_unit', unitPrice: '10', transform: { divideBy: '60', round: 'up' } })).toEqual({ model: 'per_unit', unitPrice: '10', transform: { divideBy: '60', round: 'up' } });
+    expect(parsePrice({ model: 'per_unit', unitPrice: '1', transform: { multiplyBy: '1.2', round: 'none' } })).toEqual({ model: 'per_unit', unitPrice: '1', transform: { multiplyBy: '1.2', round: 'none' } });
+    expect(priceIssues({ model: 'per_unit', unitPrice: '1', transform: { divideBy: '1024', round: 'none' } })).toEqual([]);
   });
 
   it('accepts a first tier up to 0 (a free zero-usage tier)', () => {

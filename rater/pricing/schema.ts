@@ -6,9 +6,12 @@
  *   - Amounts and quantities are decimal strings ("0.01", "1000"). An integer JSON number is
  *     accepted and kept as its string; a fractional JSON number is refused, because JSON.parse has
  *     already turned it into a float.
- *   - Prices, fees and included units are ≥ 0; packageSize and transform.divideBy are > 0; rate
- *     is a percentage in 0..100; perEventMin ≤ perEventMax; freeEvents is a whole number ≥ 0.
- *   - Tiers: at least one; upTo ascending (strictly); only the last tier has upTo null, and it
+ *   - Prices, fees and included units are ≥ 0; packageSize, transform.divideBy and
+ *     transform.multiplyBy are > 0; rate is a percentage in 0..100; perEventMin ≤ perEventMax;
+ *     minimumAmount ≤ maximumAmount; freeEvents is a whole number ≥ 0.
+ *   - A transform has exactly one of divideBy and multiplyBy; `round: "none"` with divideBy only
+ *     when every quotient is a finite decimal (divideBy made of 2s and 5s: 1000, 1024, 0.5).
+ *   - Tiers (graduated, volume, graduated_percentage): at least one; upTo ascending (strictly); only the last tier has upTo null, and it
  *     must (every quantity needs a tier). The first tier's upTo may be 0 (a free zero-usage tier).
  *   - Unknown fields are errors (a misspelt "upto" must not silently vanish).
  *   - A dimensional price's prices and default are any other model (no nesting).
@@ -16,9 +19,10 @@
 import { z } from 'zod';
 import { D, toDecimal } from './decimal.ts';
 import { PricingError, type PricingIssue } from './errors.ts';
-import type { Price } from './types.ts';
+import { dividesExactly } from './transform.ts';
+import type { Price, QuantityTransform } from './types.ts';
 
-export const PriceModels = ['per_unit', 'package', 'graduated', 'volume', 'percentage', 'dimensional'] as const;
+export const PriceModels = ['per_unit', 'package', 'graduated', 'volume', 'graduated_percentage', 'percentage', 'dimensional'] as const;
 
 type DecimalRule = 'nonNegative' | 'positive' | 'percent';
 
@@ -54,10 +58,18 @@ const TierSchema = z
   })
   .strict();
 
-const TiersSchema = z
-  .array(TierSchema)
+const PercentageTierSchema = z
+  .object({
+    upTo: z.null().or(decimalField('nonNegative', 'is required: a decimal string, or null for the last tier')),
+    rate: decimalField('percent'),
+    flatFee: nonNegative().optional(),
+  })
+  .strict();
+
+const tiersOf = <T extends z.ZodTypeAny>(tier: T) => z
+  .array(tier)
   .min(1, 'needs at least one tier')
-  .superRefine((tiers, ctx) => {
+  .superRefine((tiers: { upTo: unknown }[], ctx) => {
     let previous: { upTo: string; index: number } | undefined;
     tiers.forEach((tier, i) => {
       const last = i === tiers.length - 1;
@@ -74,20 +86,45 @@ const TiersSchema = z
     });
   });
 
+const TiersSchema = tiersOf(TierSchema);
+
+const TransformSchema = z
+  .object({ divideBy: decimalField('positive').optional(), multiplyBy: decimalField('positive').optional(), round: z.enum(['up', 'down', 'half_up', 'none']) })
+  .strict()
+  .superRefine((t, ctx) => {
+    if (t.divideBy === undefined && t.multiplyBy === undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['divideBy'], message: 'is required: give divideBy (e.g. "60": minutes to hours) or multiplyBy (e.g. "1.2")' });
+    }
+    if (t.divideBy !== undefined && t.multiplyBy !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['multiplyBy'], message: 'give divideBy or multiplyBy, not both' });
+    const divisor = typeof t.divideBy === 'string' ? toDecimal(t.divideBy) : undefined;
+    if (t.round === 'none' && divisor && !dividesExactly(divisor)) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['round'],
+        message: `"none" keeps the exact quotient, but ${t.divideBy} has a prime factor other than 2 and 5, so e.g. 1 ÷ ${t.divideBy} never ends: round "up", "down" or "half_up", or use a divideBy such as 1000 or 1024`,
+      });
+    }
+  })
+  .transform((t): QuantityTransform => (t.multiplyBy !== undefined ? { multiplyBy: t.multiplyBy, round: t.round } : { divideBy: t.divideBy as string, round: t.round }));
+
 const common = {
   includedUnits: nonNegative().optional(),
-  transform: z
-    .object({ divideBy: decimalField('positive'), round: z.enum(['up', 'down']) })
-    .strict()
-    .optional(),
+  transform: TransformSchema.optional(),
 };
 
-const PerUnitSchema = z.object({ model: z.literal('per_unit'), unitPrice: nonNegative(), ...common }).strict();
+/** Minimum and maximum spend of one charge (spend-limits.ts), on every model. */
+const spend = {
+  minimumAmount: nonNegative().optional(),
+  maximumAmount: nonNegative().optional(),
+};
+
+const PerUnitSchema = z.object({ model: z.literal('per_unit'), unitPrice: nonNegative(), ...common, ...spend }).strict();
 const PackageSchema = z
-  .object({ model: z.literal('package'), packageSize: decimalField('positive'), packagePrice: nonNegative(), round: z.enum(['up', 'down']).optional(), ...common })
+  .object({ model: z.literal('package'), packageSize: decimalField('positive'), packagePrice: nonNegative(), round: z.enum(['up', 'down']).optional(), ...common, ...spend })
   .strict();
-const GraduatedSchema = z.object({ model: z.literal('graduated'), tiers: TiersSchema, ...common }).strict();
-const VolumeSchema = z.object({ model: z.literal('volume'), tiers: TiersSchema, ...common }).strict();
+const GraduatedSchema = z.object({ model: z.literal('graduated'), tiers: TiersSchema, ...common, ...spend }).strict();
+const VolumeSchema = z.object({ model: z.literal('volume'), tiers: TiersSchema, ...common, ...spend }).strict();
+const GraduatedPercentageSchema = z.object({ model: z.literal('graduated_percentage'), tiers: tiersOf(PercentageTierSchema), ...spend }).strict();
 const PercentageSchema = z
   .object({
     model: z.literal('percentage'),
@@ -97,6 +134,7 @@ const PercentageSchema = z
     freeAmount: nonNegative().optional(),
     perEventMin: nonNegative().optional(),
     perEventMax: nonNegative().optional(),
+    ...spend,
   })
   .strict();
 
@@ -110,7 +148,13 @@ const modelError = (allowed: readonly string[], nested: boolean): z.ZodErrorMap 
 };
 
 /** Checks across fields, which discriminatedUnion cannot take on its members. */
-function crossFieldChecks(p: { model?: unknown; perEventMin?: unknown; perEventMax?: unknown; prices?: unknown; default?: unknown }, ctx: z.RefinementCtx) {
+function crossFieldChecks(
+  p: { model?: unknown; perEventMin?: unknown; perEventMax?: unknown; minimumAmount?: unknown; maximumAmount?: unknown; prices?: unknown; default?: unknown },
+  ctx: z.RefinementCtx,
+) {
+  const minSpend = typeof p.minimumAmount === 'string' ? toDecimal(p.minimumAmount) : undefined;
+  const maxSpend = typeof p.maximumAmount === 'string' ? toDecimal(p.maximumAmount) : undefined;
+  if (minSpend && maxSpend && maxSpend.lt(minSpend)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['maximumAmount'], message: `must be at least minimumAmount (${String(p.minimumAmount)})` });
   if (p.model === 'percentage') {
     const min = typeof p.perEventMin === 'string' ? toDecimal(p.perEventMin) : undefined;
     const max = typeof p.perEventMax === 'string' ? toDecimal(p.perEventMax) : undefined;
@@ -122,9 +166,9 @@ function crossFieldChecks(p: { model?: unknown; perEventMin?: unknown; perEventM
   }
 }
 
-const LeafModels = ['per_unit', 'package', 'graduated', 'volume', 'percentage'] as const;
+const LeafModels = ['per_unit', 'package', 'graduated', 'volume', 'graduated_percentage', 'percentage'] as const;
 const LeafPriceSchema = z
-  .discriminatedUnion('model', [PerUnitSchema, PackageSchema, GraduatedSchema, VolumeSchema, PercentageSchema], { errorMap: modelError(LeafModels, true) })
+  .discriminatedUnion('model', [PerUnitSchema, PackageSchema, GraduatedSchema, VolumeSchema, GraduatedPercentageSchema, PercentageSchema], { errorMap: modelError(LeafModels, true) })
   .superRefine(crossFieldChecks);
 
 const DimensionalSchema = z
@@ -133,12 +177,13 @@ const DimensionalSchema = z
     dimension: z.string({ required_error: 'is required', invalid_type_error: 'must be the name of the dimension, a string' }).min(1, 'must not be empty'),
     prices: z.record(LeafPriceSchema),
     default: LeafPriceSchema.optional(),
+    ...spend,
   })
   .strict();
 
 /** A price JSON, validated; output is a `Price` with every amount as a decimal string. */
 export const PriceSchema: z.ZodType<Price, z.ZodTypeDef, unknown> = z
-  .discriminatedUnion('model', [PerUnitSchema, PackageSchema, GraduatedSchema, VolumeSchema, PercentageSchema, DimensionalSchema], {
+  .discriminatedUnion('model', [PerUnitSchema, PackageSchema, GraduatedSchema, VolumeSchema, GraduatedPercentageSchema, PercentageSchema, DimensionalSchema], {
     errorMap: modelError(PriceModels, false),
   })
   .superRefine(crossFieldChecks);

@@ -4,7 +4,7 @@
  */
 import fc from 'fast-check';
 import { D, fmt } from './decimal.ts';
-import type { Price, Tier } from './types.ts';
+import type { PercentageTier, Price, QuantityTransform, Tier } from './types.ts';
 
 /** A non-negative decimal string with up to `maxScale` decimals and at most `maxInt` before the point. */
 export function decimal(maxInt = 1_000_000, maxScale = 4): fc.Arbitrary<string> {
@@ -30,13 +30,20 @@ export const tiers: fc.Arbitrary<Tier[]> = fc
     });
   });
 
-const common = fc.record(
-  {
-    includedUnits: decimal(1000, 2),
-    transform: fc.record({ divideBy: decimal(1000, 2).filter((s) => s !== '0'), round: fc.constantFrom('up' as const, 'down' as const) }),
-  },
-  { requiredKeys: [] },
+/** 1 to 5 percentage tiers (graduated_percentage) with the same bounds as `tiers`. */
+export const percentageTiers: fc.Arbitrary<PercentageTier[]> = fc
+  .tuple(tiers, fc.array(decimal(100, 3).filter((s) => new D(s).lte(100)), { minLength: 5, maxLength: 5 }))
+  .map(([ts, rates]) => ts.map((t, i) => ({ upTo: t.upTo, rate: rates[i] as string, ...(t.flatFee !== undefined ? { flatFee: t.flatFee } : {}) })));
+
+const positive = decimal(1000, 2).filter((s) => s !== '0');
+/** Every transform the schema accepts: divide or multiply, every rounding; `none` divides only by 2s and 5s. */
+export const transform: fc.Arbitrary<QuantityTransform> = fc.oneof(
+  fc.record({ divideBy: positive, round: fc.constantFrom('up' as const, 'down' as const, 'half_up' as const) }),
+  fc.record({ divideBy: fc.constantFrom('1000', '1024', '0.5', '8', '1e6'), round: fc.constant('none' as const) }),
+  fc.record({ multiplyBy: positive, round: fc.constantFrom('up' as const, 'down' as const, 'half_up' as const, 'none' as const) }),
 );
+
+const common = fc.record({ includedUnits: decimal(1000, 2), transform }, { requiredKeys: [] });
 
 export const quantityPrice: fc.Arbitrary<Price> = fc.oneof(
   fc.tuple(common, price).map(([c, unitPrice]): Price => ({ model: 'per_unit', unitPrice, ...c })),
@@ -67,3 +74,13 @@ export const percentagePrice: fc.Arbitrary<Extract<Price, { model: 'percentage' 
   });
 
 export const eventValues = fc.array(decimal(10_000, 2), { maxLength: 30 });
+
+export const graduatedPercentagePrice: fc.Arbitrary<Price> = percentageTiers.map((t): Price => ({ model: 'graduated_percentage', tiers: t }));
+
+/** Any price but dimensional, with a minimum and/or maximum spend (minimum ≤ maximum) half of the time. */
+export const boundedPrice: fc.Arbitrary<Price> = fc
+  .tuple(fc.oneof(quantityPrice, graduatedPercentagePrice, percentagePrice), fc.option(decimal(500, 2), { nil: undefined }), fc.option(decimal(500, 2), { nil: undefined }))
+  .map(([p, a, b]): Price => {
+    const [min, max] = a !== undefined && b !== undefined && new D(b).lt(a) ? [b, a] : [a, b];
+    return { ...p, ...(min !== undefined ? { minimumAmount: min } : {}), ...(max !== undefined ? { maximumAmount: max } : {}) } as Price;
+  });

@@ -1,10 +1,10 @@
-/** Shared by graduated.ts and volume.ts: tier bounds and their labels. */
+/** Shared by graduated.ts, volume.ts and graduated-percentage.ts: tier bounds and their labels. */
 import { D, type Dec } from './decimal.ts';
 import type { Tier } from './types.ts';
 
-export interface TierBounds {
+export interface TierBounds<T extends { upTo: string | null } = Tier> {
   index: number;
-  tier: Tier;
+  tier: T;
   /** Exclusive lower bound: the previous tier's upTo, 0 for the first tier. */
   lower: Dec;
   /** Inclusive upper bound; null for the last, unbounded tier. */
@@ -13,7 +13,7 @@ export interface TierBounds {
   label: string;
 }
 
-export function tierBounds(tiers: Tier[]): TierBounds[] {
+export function tierBounds<T extends { upTo: string | null }>(tiers: T[]): TierBounds<T>[] {
   let lower = new D(0);
   return tiers.map((tier, index) => {
     const upper = tier.upTo === null ? null : new D(tier.upTo);

@@ -16,11 +16,24 @@ export interface Tier {
   flatFee?: string;
 }
 
-/** Applied to the quantity before pricing: divide by `divideBy`, round up or down to a whole number (Stripe's transform_quantity). */
-export interface QuantityTransform {
-  divideBy: string;
-  round: 'up' | 'down';
+/** One tier of a graduated percentage price: `rate` percent (0..100) of the amount within the tier, plus `flatFee` once when the tier is reached. */
+export interface PercentageTier {
+  upTo: string | null;
+  rate: string;
+  flatFee?: string;
 }
+
+/**
+ * How a transformed quantity is rounded: `up`, `down`, `half_up` to a whole number; `none` keeps
+ * the exact product or quotient (only where it is always a finite decimal: see transform.ts).
+ */
+export type TransformRounding = 'up' | 'down' | 'half_up' | 'none';
+
+/**
+ * Applied to the quantity before pricing: divide by `divideBy` (Stripe's transform_quantity) or
+ * multiply by `multiplyBy` (OpenMeter's unit config), then round as `round` says.
+ */
+export type QuantityTransform = { divideBy: string; round: TransformRounding } | { multiplyBy: string; round: TransformRounding };
 
 export interface PriceCommon {
   /** Units free of charge, deducted from the quantity (after any transform) before pricing. */
@@ -28,12 +41,23 @@ export interface PriceCommon {
   transform?: QuantityTransform;
 }
 
+/**
+ * A floor and a cap on one charge's amount per rating (OpenMeter's `minimumAmount` /
+ * `maximumAmount` commitments): applied after the model, each shown as its own breakdown row.
+ */
+export interface SpendLimits {
+  minimumAmount?: string;
+  maximumAmount?: string;
+}
+
 export type Price =
-  | (PriceCommon & { model: 'per_unit'; unitPrice: string })
+  | (PriceCommon & SpendLimits & { model: 'per_unit'; unitPrice: string })
   /** Units are billed in packages of `packageSize` for `packagePrice`; partial packages round up (default) or down. */
-  | (PriceCommon & { model: 'package'; packageSize: string; packagePrice: string; round?: 'up' | 'down' })
-  | (PriceCommon & { model: 'graduated'; tiers: Tier[] })
-  | (PriceCommon & { model: 'volume'; tiers: Tier[] })
+  | (PriceCommon & SpendLimits & { model: 'package'; packageSize: string; packagePrice: string; round?: 'up' | 'down' })
+  | (PriceCommon & SpendLimits & { model: 'graduated'; tiers: Tier[] })
+  | (PriceCommon & SpendLimits & { model: 'volume'; tiers: Tier[] })
+  /** Lago's graduated percentage: the summed amount fills the tiers; each tier takes its rate of the amount within it, plus its flat fee once reached. */
+  | (SpendLimits & { model: 'graduated_percentage'; tiers: PercentageTier[] })
   /**
    * Lago's percentage charge: `rate` percent (0..100) of each event's amount plus `fixedFeePerEvent`
    * per event. Free units open the period: events are free (no rate, no fixed fee) while fewer than
@@ -42,9 +66,9 @@ export type Price =
    * it plus the fixed fee. `perEventMin`/`perEventMax` bound each charged event's fee (percentage +
    * fixed fee). The full order is in ./percentage.ts.
    */
-  | { model: 'percentage'; rate: string; fixedFeePerEvent?: string; freeEvents?: number; freeAmount?: string; perEventMin?: string; perEventMax?: string }
+  | (SpendLimits & { model: 'percentage'; rate: string; fixedFeePerEvent?: string; freeEvents?: number; freeAmount?: string; perEventMin?: string; perEventMax?: string })
   /** A price per value of a group-by dimension (e.g. per model); `default` prices values not listed. */
-  | { model: 'dimensional'; dimension: string; prices: Record<string, Price>; default?: Price };
+  | (SpendLimits & { model: 'dimensional'; dimension: string; prices: Record<string, Price>; default?: Price });
 
 export type PriceModel = Price['model'];
 
@@ -53,6 +77,7 @@ export type PackagePrice = Extract<Price, { model: 'package' }>;
 export type GraduatedPrice = Extract<Price, { model: 'graduated' }>;
 export type VolumePrice = Extract<Price, { model: 'volume' }>;
 export type PercentagePrice = Extract<Price, { model: 'percentage' }>;
+export type GraduatedPercentagePrice = Extract<Price, { model: 'graduated_percentage' }>;
 export type DimensionalPrice = Extract<Price, { model: 'dimensional' }>;
 /** The models that price one quantity (and so take `transform` and `includedUnits`). */
 export type QuantityPrice = PerUnitPrice | PackagePrice | GraduatedPrice | VolumePrice;
@@ -60,7 +85,8 @@ export type QuantityPrice = PerUnitPrice | PackagePrice | GraduatedPrice | Volum
 export interface RateInput {
   /**
    * The rolled-up quantity for the period (for every model but percentage and dimensional; a
-   * percentage price without per-event fees may take the summed amount here instead of `values`).
+   * percentage price without per-event fees may take the summed amount here instead of `values`;
+   * graduated_percentage takes the summed amount here, or the sum of `values` when they are given).
    */
   quantity: string;
   /** Per-event amounts, in event order (percentage model); when given, `quantity` is ignored. */
