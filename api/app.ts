@@ -21,6 +21,7 @@ import { registerBillingRoutes, type BillingRouteDeps } from './routes/billing.t
 import { registerAnomalyRoutes, type AnomalyRouteDeps } from './routes/anomalies.ts';
 import { registerDashboardRoutes } from './routes/dashboard.ts';
 import { registerPortalRoutes } from './routes/portal.ts';
+import { registerUnbilledRoutes } from './routes/unbilled.ts';
 import { registerUi } from './ui.ts';
 
 export interface AppDeps {
@@ -153,6 +154,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     registerMeterRoutes(app, withUsage);
     registerAdminRoutes(app, withUsage);
     if (deps.billing) registerBillingRoutes(app, withUsage, deps.billing);
+    if (deps.billing) registerUnbilledRoutes(app, withUsage, deps.billing);
     if (deps.anomalies) registerAnomalyRoutes(app, withUsage, deps.anomalies);
     registerDashboardRoutes(app, withUsage);
     if (deps.billing) registerPortalRoutes(app, withUsage, deps.billing);

@@ -213,3 +213,39 @@ export type DeadLetters = z.infer<typeof DeadLettersSchema>;
 /** POST /api/v1/dead-letters/{seq}/redrive: the event's new sequence in the event stream. */
 export const RedrivenSchema = z.object({ streamSeq: z.number().int() });
 export type Redriven = z.infer<typeof RedrivenSchema>;
+
+/** Why usage is billed by no invoice (GET /api/v1/billing/unbilled; rater/unbilled.ts gives each unit the first that applies). */
+export const UnbilledReasonValues = ['meter_not_priced', 'unknown_subject', 'no_subscription', 'meter_not_in_plan'] as const;
+
+/** One subject's unbilled usage of one meter in the month, for one reason, at list price (docs/unbilled.md). */
+export const UnbilledRowSchema = z.object({
+  reason: z.enum(UnbilledReasonValues),
+  subject: z.string(),
+  /** The customer's key when the subject is one, else null. */
+  customer: z.string().nullable(),
+  meter: z.string(),
+  aggregation: z.string(),
+  quantity: z.string().describe('exact decimal string: the meter over the parts of the month with this reason'),
+  /** The parts of the month (half-open) this row covers. */
+  ranges: z.array(z.object({ start: z.string(), end: z.string() })),
+  /** At list price, rounded once to the currency's minor unit; null: nothing prices it (see `note`). */
+  amount: z.string().nullable(),
+  currency: z.string().nullable(),
+  /** The plan and charge whose price was used. */
+  plan: z.string().nullable(),
+  charge: z.string().nullable(),
+  priceSource: z.enum(['subscription_plan', 'catalog_lowest']).nullable(),
+  note: z.string().optional(),
+});
+export type UnbilledRow = z.infer<typeof UnbilledRowSchema>;
+
+/** GET /api/v1/billing/unbilled: the month's unbilled usage, rows and totals per reason and currency (currency null: unpriced rows, counted only). */
+export const UnbilledSchema = z.object({
+  month: z.string(),
+  timeZone: z.string(),
+  from: z.string(),
+  to: z.string(),
+  rows: z.array(UnbilledRowSchema),
+  totals: z.array(z.object({ reason: z.enum(UnbilledReasonValues), currency: z.string().nullable(), amount: z.string().nullable(), rows: z.number().int() })),
+});
+export type Unbilled = z.infer<typeof UnbilledSchema>;

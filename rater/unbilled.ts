@@ -1,7 +1,7 @@
 import { Decimal } from '../common/decimal.ts';
 import type { Plan, Subscription } from './contracts.ts';
 import type { Period } from './periods.ts';
-import { rate, roundMoney, type Price } from './pricing/index.ts';
+import { isPricingError, rate, roundMoney, type Price } from './pricing/index.ts';
 
 /**
  * Unbilled usage (revenue leakage), pure: which parts of a month no invoice bills for a subject
@@ -135,16 +135,29 @@ function subscriptionCandidate(customer: string, meter: string, month: Period, c
  * them use (ties: the code's alphabetical order), the lowest amount (ties: the plan key).
  */
 function lowestCandidate(meter: string, quantity: string, currency: string | undefined, plans: readonly Plan[]): { candidate: Candidate; amount: Decimal } | undefined {
-  const all = plans.flatMap((plan) => plan.charges.filter((c) => c.meter === meter && !needsMoreThanQuantity(c.price)).map((c) => ({ plan, chargeKey: c.key, price: c.price })));
-  const own = all.filter((c) => c.plan.currency === currency);
+  const all = plans.flatMap((plan) => plan.charges.filter((c) => c.meter === meter).flatMap((c) => {
+    const amount = tryRate(c.price, quantity);
+    return amount ? [{ candidate: { plan, chargeKey: c.key, price: c.price }, amount }] : [];
+  }));
+  const own = all.filter((c) => c.candidate.plan.currency === currency);
   const pool = own.length > 0 ? own : all;
   const counts = new Map<string, number>();
-  for (const c of pool) counts.set(c.plan.currency, (counts.get(c.plan.currency) ?? 0) + 1);
+  for (const c of pool) counts.set(c.candidate.plan.currency, (counts.get(c.candidate.plan.currency) ?? 0) + 1);
   const chosen = [...counts].sort(([a, n], [b, m]) => m - n || a.localeCompare(b))[0]?.[0];
   return pool
-    .filter((c) => c.plan.currency === chosen)
-    .map((candidate) => ({ candidate, amount: new Decimal(rate(candidate.price, { quantity }).amount) }))
+    .filter((c) => c.candidate.plan.currency === chosen)
     .sort((x, y) => x.amount.comparedTo(y.amount) || x.candidate.plan.key.localeCompare(y.candidate.plan.key))[0];
+}
+
+/** The exact amount of `quantity` at `price`, or undefined when the price cannot rate a bare quantity (the rater says so with a PricingError). */
+function tryRate(price: Price, quantity: string): Decimal | undefined {
+  if (needsMoreThanQuantity(price)) return undefined;
+  try {
+    return new Decimal(rate(price, { quantity }).amount);
+  } catch (err) {
+    if (isPricingError(err)) return undefined;
+    throw err;
+  }
 }
 
 const NO_PRICE: ListPricing = { amount: null, currency: null, plan: null, charge: null, priceSource: null };
@@ -159,9 +172,9 @@ export function listPrice(subject: string, meter: string, quantity: string, mont
   if (!meterCharged(meter, catalog.plans)) return { ...NO_PRICE, note: 'no plan charges this meter' };
   const customer = catalog.customers.get(subject);
   const own = customer ? subscriptionCandidate(customer.key, meter, month, catalog) : undefined;
-  if (own && !needsMoreThanQuantity(own.price)) {
-    const amount = rate(own.price, { quantity }).amount;
-    return { amount: roundMoney(amount, own.plan.currency), currency: own.plan.currency, plan: own.plan.key, charge: own.chargeKey, priceSource: 'subscription_plan' };
+  const ownAmount = own && tryRate(own.price, quantity);
+  if (own && ownAmount) {
+    return { amount: roundMoney(ownAmount.toFixed(), own.plan.currency), currency: own.plan.currency, plan: own.plan.key, charge: own.chargeKey, priceSource: 'subscription_plan' };
   }
   const low = lowestCandidate(meter, quantity, customer?.currency, catalog.plans);
   if (!low) return { ...NO_PRICE, note: 'every price of this meter needs per-event values or usage per dimension value (percentage with per-event terms, dimensional): not priced here' };

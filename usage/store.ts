@@ -3,7 +3,8 @@ import { MAINTENANCE_LEASE, type Leases } from '../common/lease.ts';
 import type { Logger } from '../common/logger.ts';
 import { AppError } from '../common/errors.ts';
 import type { Meter } from '../meter/index.ts';
-import { ROLLUP_AGG } from './plan.ts';
+import { Decimal } from '../common/decimal.ts';
+import { RAW_AGG, ROLLUP_AGG } from './plan.ts';
 import {
   countIngestedBetween,
   dimensionValuesAtCutoff,
@@ -17,7 +18,7 @@ import {
   type SubjectCutoffQuery,
   type TimeRange,
 } from './cutoff.ts';
-import { boundedQueryUsage, queryUsage, type UsageRequest, type UsageResult } from './query.ts';
+import { averageOf, boundedQueryUsage, queryUsage, USAGE_QUERY_LIMITS, type UsageRequest, type UsageResult } from './query.ts';
 import { reconcile, type ReconcileLine } from './reconcile.ts';
 import { repair, type RepairResult } from './repair.ts';
 import { useStoreTimeZones } from './time-zones.ts';
@@ -66,6 +67,15 @@ export interface UsageStore {
   subjectsIngestedBetween(period: TimeRange, fromMs: number, toMs: number): Promise<Set<string>>;
   /** How many rows (any meter) of `subject` with event time in `period` were ingested in (fromMs, toMs]. */
   countIngestedBetween(subject: string, period: TimeRange, fromMs: number, toMs: number): Promise<number>;
+  /**
+   * Each subject's value of `meter` over the union of `ranges` (event time, every row stored now),
+   * exact for every aggregation, held to USAGE_QUERY_LIMITS: SUM and COUNT add one bounded usage
+   * query per range (each from the rollup that answers it exactly); the other aggregations over
+   * one range the same way, over several one read of `meter_values` across their union (their
+   * values do not add up across ranges). `subjects`: only these (absent: every subject). Subjects
+   * without rows are absent. The unbilled-usage report reads it (api/routes/unbilled.ts).
+   */
+  valuesOverRanges(meter: Meter, q: { ranges: TimeRange[]; subjects?: string[] }): Promise<Map<string, string>>;
 }
 
 export interface ClickHouseUsageStoreDeps {
@@ -141,5 +151,48 @@ export class ClickHouseUsageStore implements UsageStore {
 
   countIngestedBetween(subject: string, period: TimeRange, fromMs: number, toMs: number): Promise<number> {
     return countIngestedBetween(this.deps.store, subject, period, fromMs, toMs);
+  }
+
+  async valuesOverRanges(meter: Meter, q: { ranges: TimeRange[]; subjects?: string[] }): Promise<Map<string, string>> {
+    const subjects = q.subjects ?? [];
+    if (q.ranges.length === 0 || (q.subjects && q.subjects.length === 0)) return new Map();
+    if (q.ranges.length > 1 && meter.aggregation !== 'SUM' && meter.aggregation !== 'COUNT') return unionValues(this.deps.store, meter, q.ranges, subjects);
+    const out = new Map<string, Decimal>();
+    for (const r of q.ranges) {
+      const res = await boundedQueryUsage(this.deps.store, meter, { fromMs: r.start, toMs: r.end, timeZone: 'UTC', subjects, groupBy: ['subject'], filterGroupBy: {} }, true, 'timeZone');
+      for (const row of res.data) if (row.subject !== null) out.set(row.subject, (out.get(row.subject) ?? new Decimal(0)).plus(row.value));
+    }
+    return new Map([...out].map(([s, v]) => [s, v.toFixed()]));
+  }
+}
+
+/**
+ * A non-additive meter's value per subject over the union of several ranges, from `meter_values`
+ * in one read, with the usage API's row and time limits (as a SETTINGS clause: chDB would keep
+ * session settings for every later query).
+ */
+async function unionValues(store: Store, meter: Meter, ranges: TimeRange[], subjects: string[]): Promise<Map<string, string>> {
+  const params: Record<string, unknown> = { meterId: meter.id, subjects };
+  const where = ranges.map((r, i) => {
+    params[`s${i}`] = r.start;
+    params[`e${i}`] = r.end;
+    return `(time >= fromUnixTimestamp64Milli({s${i}:Int64}, 'UTC') AND time < fromUnixTimestamp64Milli({e${i}:Int64}, 'UTC'))`;
+  });
+  const { maxResultRows, maxExecutionSeconds } = USAGE_QUERY_LIMITS;
+  try {
+    const rs = await store.ch.query({
+      query: `SELECT subject, ${RAW_AGG[meter.aggregation]} AS q, toString(count()) AS n FROM ${store.db}.meter_values
+              WHERE meter_id = {meterId:String} AND (${where.join(' OR ')})${subjects.length ? ' AND subject IN {subjects:Array(String)}' : ''} GROUP BY subject
+              SETTINGS max_execution_time = ${maxExecutionSeconds}, timeout_overflow_mode = 'throw', max_result_rows = ${maxResultRows}, result_overflow_mode = 'throw'`,
+      query_params: params,
+      format: 'JSONEachRow',
+    });
+    const rows = await rs.json<{ subject: string; q: string; n: string }>();
+    return new Map(rows.map((r) => [r.subject, meter.aggregation === 'AVG' ? averageOf(r.q, r.n) : new Decimal(r.q).toFixed()]));
+  } catch (err) {
+    const type = (err as { type?: unknown }).type;
+    if (type === 'TOO_MANY_ROWS_OR_BYTES') throw new AppError('USAGE_QUERY_TOO_LARGE', `more than ${maxResultRows.toLocaleString('en-US')} subjects used meter ${meter.slug}; ask for fewer subjects`, { cause: err, details: { limit: { rows: maxResultRows } } });
+    if (type === 'TIMEOUT_EXCEEDED') throw new AppError('USAGE_QUERY_TIMEOUT', `reading meter ${meter.slug} ran longer than the limit of ${maxExecutionSeconds} s; retry later`, { cause: err, details: { limit: { seconds: maxExecutionSeconds }, retryAfterSeconds: 5 } });
+    throw err;
   }
 }
