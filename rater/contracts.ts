@@ -51,6 +51,8 @@ export const PlanInputSchema = z
     charges: z.array(ChargeSchema).default([]),
     /** Minimum spend on usage per full period; a shortfall is billed as a true-up line. */
     minimumCommitment: money.optional(),
+    /** How base fees are prorated for part of a period: to the second (default, as Stripe) or by whole days in the customer's zone (as Lago). */
+    proration: z.enum(['second', 'day']).optional(),
   })
   .strict()
   .superRefine((p, ctx) => {
@@ -61,9 +63,48 @@ export const PlanInputSchema = z
     });
   });
 export type PlanInput = z.infer<typeof PlanInputSchema>;
-/** A plan as stored and as GET /api/v1/plans returns it. */
+
+/** One version of a plan: its definition and the date from which new subscriptions get it. */
+export interface PlanVersion extends PlanInput {
+  /** 1, 2, ...: subscription phases pin it (`Phase.version`). */
+  version: number;
+  /** Subscriptions (and plan changes) starting at or after it get this version, until the next one's. */
+  effectiveFrom: string;
+  createdAt: string;
+}
+
+/**
+ * A plan as stored: its latest version's definition at the top (what readers that know no
+ * versions see), and every version in `versions`. A plan stored before versions existed has no
+ * `version`/`versions`: it is version 1 (see ./plan-versions.ts `versionsOf`).
+ */
 export interface Plan extends PlanInput {
   createdAt: string;
+  /** The latest version's number; absent: 1. */
+  version?: number;
+  /** The latest version's effectiveFrom; absent: the plan's createdAt. */
+  effectiveFrom?: string;
+  /** Every version, oldest first; absent: one version, the plan itself. */
+  versions?: PlanVersion[];
+}
+
+/** PUT /api/v1/plans/{key}: the new definition (key from the path) and when it takes effect. */
+export const PlanVersionInputSchema = z
+  .object({
+    effectiveFrom: isoTime,
+    /** Optimistic concurrency: refused (409) if the plan's latest version is not this one. */
+    expectedVersion: z.number().int().min(1).optional(),
+  })
+  .passthrough();
+
+/** How GET /api/v1/plans and /plans/{key} show a plan: the version in force now, flattened, and a summary of every version. */
+export interface PlanView extends PlanInput {
+  createdAt: string;
+  /** The version in force now (new subscriptions starting now get it). */
+  version: number;
+  effectiveFrom: string;
+  latestVersion: number;
+  versions: { version: number; effectiveFrom: string; createdAt: string; name: string }[];
 }
 
 export const OverridesSchema = z
@@ -78,6 +119,8 @@ export type Overrides = z.infer<typeof OverridesSchema>;
 
 export interface Phase {
   plan: string;
+  /** The plan version billed in this phase; absent (stored before versions): 1. */
+  version?: number;
   start: string;
   /** Absent: open-ended. */
   end?: string;
@@ -113,6 +156,29 @@ export interface Subscription {
 
 export const PlanChangeSchema = z.object({ plan: z.string().min(1), effectiveAt: isoTime }).strict();
 export const CancelSchema = z.object({ effectiveAt: isoTime }).strict();
+export const MigrateSchema = z.object({ version: z.number().int().min(1), effectiveAt: isoTime }).strict();
+/** PUT /api/v1/subscriptions/{id}/terms: overrides and discounts, replaced as a whole. */
+export const SubscriptionTermsSchema = z
+  .object({
+    overrides: OverridesSchema.optional(),
+    discounts: z.array(DiscountSchema).optional(),
+  })
+  .strict();
+
+/**
+ * POST /api/v1/invoices/preview: a change not saved yet, whose effect on the current period's
+ * invoice is computed (see ./preview.ts). `plan-version`: the subscriptions on the plan (or the
+ * one named) as if migrated to the draft version at `effectiveAt` (default: the current period's
+ * start, so the whole period is on it).
+ */
+export const PreviewDraftSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('plan-version'), plan: PlanInputSchema, effectiveFrom: isoTime, subscription: z.string().min(1).optional(), effectiveAt: isoTime.optional() }).strict(),
+  z.object({ kind: z.literal('migrate'), subscription: z.string().min(1), version: z.number().int().min(1), effectiveAt: isoTime }).strict(),
+  z.object({ kind: z.literal('change-plan'), subscription: z.string().min(1), plan: z.string().min(1), effectiveAt: isoTime }).strict(),
+  z.object({ kind: z.literal('cancel'), subscription: z.string().min(1), effectiveAt: isoTime }).strict(),
+  z.object({ kind: z.literal('terms'), subscription: z.string().min(1), overrides: OverridesSchema.optional(), discounts: z.array(DiscountSchema).optional() }).strict(),
+]);
+export type PreviewDraft = z.infer<typeof PreviewDraftSchema>;
 
 /**
  * Invoice-ready totals of one customer, currency, meter and line kind (see `InvoiceStore.aggregates`;

@@ -1,7 +1,7 @@
 import { Decimal } from '../common/decimal.ts';
 import type { Customer, Discount, Plan, Subscription } from './catalog.ts';
 import { lineSource, type Invoice, type InvoiceLine, type LineKind, type LineSource } from './invoice-types.ts';
-import { localParts, overlap, type Period } from './periods.ts';
+import { daysBetween, localParts, overlap, type Period } from './periods.ts';
 import { rate, roundMoney, toMinor } from './pricing/index.ts';
 import type { BreakdownRow, Price, RateInput } from './pricing/types.ts';
 
@@ -13,7 +13,8 @@ import type { BreakdownRow, Price, RateInput } from './pricing/types.ts';
  *    (prorated to the second). Advance fees are charged for the next period on this invoice
  *    (and for this period too on a subscription's first invoice); a plan change at `t` during
  *    the period credits the unused part of the old plan's advance fee and charges the new
- *    plan's fee for the rest of the period, both prorated to the second (as Stripe does).
+ *    plan's fee for the rest of the period, both prorated to the second (as Stripe does), or
+ *    by whole days in the customer's zone for a plan with `proration: "day"` (as Lago does).
  * 2. Usage, one line per charge and per price in force: consecutive phases with the same
  *    effective price are rated together over their union, so splitting a period into two
  *    phases of the same plan gives the same amount as the whole period.
@@ -144,13 +145,14 @@ export function buildInvoice(input: BuildInput): Invoice {
     lines.push(line);
     return line;
   };
-  const len = period.end - period.start;
   const phases = sub.phases.map((p) => ({ plan: plans[p.plan]!, start: Date.parse(p.start), end: p.end ? Date.parse(p.end) : Number.MAX_SAFE_INTEGER }));
   for (const p of phases) if (!p.plan) throw new Error(`subscription ${sub.id} refers to a plan that does not exist`);
   const feeOf = (plan: Plan) => D(sub.overrides?.baseFee ?? plan.baseFee?.amount ?? '0');
   // A share of a period is a quotient of milliseconds, usually without an end: it is kept to 20
   // decimal places (half-up), so a breakdown shows a readable share and the amount it gives exactly.
-  const share = (from: number, to: number, ofLen = len) => D(to - from).div(ofLen).toDecimalPlaces(SHARE_DECIMALS, Decimal.ROUND_HALF_UP);
+  // A plan with `proration: "day"` counts whole days in the customer's zone instead (periods.ts daysBetween).
+  const share = (from: number, to: number, of: Period = period, proration: Plan['proration'] = 'second') =>
+    (proration === 'day' ? D(daysBetween(from, to, customer.timeZone)).div(daysBetween(of.start, of.end, customer.timeZone)) : D(to - from).div(of.end - of.start)).toDecimalPlaces(SHARE_DECIMALS, Decimal.ROUND_HALF_UP);
   const fraction = (s: Decimal) => ({ description: `prorated ${s.mul(100).toDecimalPlaces(4).toFixed()}% of the period`, units: s.toFixed(), unitPrice: undefined });
 
   // 1. Base fees.
@@ -161,7 +163,7 @@ export function buildInvoice(input: BuildInput): Invoice {
     const fee = feeOf(p.plan);
     if (p.plan.baseFee.timing === 'arrears') {
       if (!r) continue;
-      const s = share(r.start, r.end);
+      const s = share(r.start, r.end, period, p.plan.proration);
       const exact = fee.mul(s);
       add('base_fee', `arrears:${i}`, { kind: 'base_fee', timing: 'arrears', phase: i }, {
         description: `${p.plan.name} base fee${s.eq(1) ? '' : ' (prorated)'}`,
@@ -177,7 +179,7 @@ export function buildInvoice(input: BuildInput): Invoice {
     // Advance: this period's fee on the subscription's first invoice (nothing billed it before),
     // from the start of the first phase; later changes in the period are prorated below.
     if (input.firstPeriod && r && i === firstPhase) {
-      const s = share(r.start, period.end);
+      const s = share(r.start, period.end, period, p.plan.proration);
       const exact = fee.mul(s);
       add('base_fee', `advance-current:${i}`, { kind: 'base_fee', timing: 'advance-current', phase: i }, {
         description: `${p.plan.name} base fee, in advance${s.eq(1) ? '' : ' (prorated)'}`,
@@ -196,7 +198,7 @@ export function buildInvoice(input: BuildInput): Invoice {
     if (cur.end <= period.start || cur.end >= period.end) continue;
     const t = cur.end;
     const next = phases[i + 1]?.start === t ? phases[i + 1] : undefined;
-    const s = share(t, period.end);
+    const s = share(t, period.end, period, cur.plan.proration);
     if (cur.plan.baseFee?.timing === 'advance') {
       const exact = feeOf(cur.plan).mul(s).neg();
       add('proration', `credit:${i}`, { kind: 'proration', side: 'credit', phase: i }, {
@@ -210,6 +212,7 @@ export function buildInvoice(input: BuildInput): Invoice {
       });
     }
     if (next?.plan.baseFee?.timing === 'advance') {
+      const s = share(t, period.end, period, next.plan.proration); // the new plan's own proration rule
       const exact = feeOf(next.plan).mul(s);
       add('proration', `charge:${i + 1}`, { kind: 'proration', side: 'charge', phase: i + 1 }, {
         description: `Remaining time on ${next.plan.name} from ${describeInstant(t, customer.timeZone)}`,
@@ -228,7 +231,7 @@ export function buildInvoice(input: BuildInput): Invoice {
     const p = phases.find((q) => q.start <= np.start && np.start < q.end);
     if (p?.plan.baseFee?.timing === 'advance') {
       const to = Math.min(np.end, p.end);
-      const s = share(np.start, to, np.end - np.start);
+      const s = share(np.start, to, np, p.plan.proration);
       add('base_fee', 'advance-next', { kind: 'base_fee', timing: 'advance-next' }, {
         description: `${p.plan.name} base fee, in advance for the next period${s.eq(1) ? '' : ' (prorated)'}`,
         periodStart: iso(np.start),

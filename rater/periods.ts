@@ -80,3 +80,17 @@ export function overlap(a: Period, b: Period): Period | undefined {
   const end = Math.min(a.end, b.end);
   return start < end ? { start, end } : undefined;
 }
+
+/**
+ * Whole local calendar days in [fromMs, toMs) in `tz`, counted by the day each instant falls on:
+ * a range that starts or ends mid-day counts the day it starts on and not the day it ends on, so
+ * the day of a plan change belongs to the plan that starts that day and consecutive ranges add up
+ * to the period's days (day-count proration, `proration: "day"`). DST does not change a count.
+ */
+export function daysBetween(fromMs: number, toMs: number, tz: string): number {
+  const day = (ms: number) => {
+    const p = localParts(ms, tz);
+    return Date.UTC(p.y, p.m, p.d) / 86_400_000;
+  };
+  return day(toMs) - day(fromMs);
+}
