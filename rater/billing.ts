@@ -13,6 +13,8 @@ import { ClickHouseInvoiceStore, type AggregateRow, type FinalizedFilter, type I
 import type { Invoice } from './invoice-types.ts';
 import { KvInvoiceNumbering } from './numbering.ts';
 import type { Period } from './periods.ts';
+import type { PreviewDraft } from './contracts.ts';
+import { InvoicePreview, type InvoicePreviews } from './preview.ts';
 import { InvoiceProjection } from './projection.ts';
 
 export interface BillingDeps {
@@ -51,6 +53,7 @@ export class Billing {
   private readonly computer: InvoiceComputer;
   private readonly close: BillingClose;
   private readonly projection: InvoiceProjection;
+  private readonly previews: InvoicePreview;
   /** What API requests read through: never a close run's context (that is an argument of the close's calls only). */
   private readonly direct: BillingReads;
   private readonly customers: Replica<Customer>;
@@ -74,6 +77,12 @@ export class Billing {
       options: deps.options,
     });
     this.projection = new InvoiceProjection({ computer: this.computer, catalog: this.catalog, invoices: this.invoices, reads: this.direct, options: deps.options });
+    this.previews = new InvoicePreview({ catalog: this.catalog, usage: deps.usage, reads: this.direct, options: deps.options });
+  }
+
+  /** The current period's invoice (usage up to `nowMs`) before and after a draft change; nothing is stored. See `InvoicePreview`. */
+  preview(draft: PreviewDraft, nowMs: number): Promise<InvoicePreviews> {
+    return this.previews.preview(draft, nowMs);
   }
 
   /**

@@ -10,6 +10,9 @@ import { CurrencySchema, type Subscription } from './contracts.ts';
 export {
   CancelSchema,
   ChargeSchema,
+  MigrateSchema,
+  PlanVersionInputSchema,
+  SubscriptionTermsSchema,
   DiscountSchema,
   OverridesSchema,
   PlanChangeSchema,
@@ -21,6 +24,8 @@ export {
   type Phase,
   type Plan,
   type PlanInput,
+  type PlanVersion,
+  type PlanView,
   type Subscription,
   type SubscriptionInput,
 } from './contracts.ts';
@@ -41,17 +46,26 @@ export interface Customer extends CustomerInput {
   createdAt: string;
 }
 
-/** Ends the subscription's current phase at `at` and starts `plan` there. Pure. */
-export function changePlan(sub: Subscription, plan: string | undefined, atMs: number): Subscription | { error: string } {
+/** A phase's plan and pinned version. */
+export interface PlanTarget {
+  plan: string;
+  version: number;
+}
+
+/**
+ * Ends the subscription's current phase at `at` and starts `target` there (a plan change, or a
+ * migration to another version of the same plan); no target: cancels at `at`. Pure.
+ */
+export function changePlan(sub: Subscription, target: PlanTarget | undefined, atMs: number): Subscription | { error: string } {
   const phases = sub.phases.map((p) => ({ ...p }));
   const idx = phases.findIndex((p) => Date.parse(p.start) <= atMs && (!p.end || atMs < Date.parse(p.end)));
   if (idx < 0) return { error: 'the subscription is not active at that time' };
   if (idx !== phases.length - 1) return { error: 'only the last phase can be changed; a later change is already scheduled' };
   const cur = phases[idx]!;
-  if (plan === cur.plan) return { error: `the subscription is already on plan "${plan}"` };
+  if (target && target.plan === cur.plan && target.version === (cur.version ?? 1)) return { error: `the subscription is already on plan "${target.plan}" version ${target.version}` };
   const end = cur.end;
   if (Date.parse(cur.start) === atMs) phases.pop();
   else cur.end = new Date(atMs).toISOString();
-  if (plan) phases.push({ plan, start: new Date(atMs).toISOString(), ...(end ? { end } : {}) });
+  if (target) phases.push({ plan: target.plan, version: target.version, start: new Date(atMs).toISOString(), ...(end ? { end } : {}) });
   return { ...sub, phases };
 }

@@ -123,7 +123,7 @@ export class InvoiceComputer {
    */
   async compute(sub: Subscription, period: Period, cutoffMs: number, reads: BillingReads, snapshot?: Snapshot): Promise<{ invoice: Invoice; snapshot: Snapshot; items: OneTimeItems }> {
     const { catalog } = this.deps;
-    const snap: Snapshot = snapshot ?? { subscription: sub, plans: catalog.planSubset(sub), customer: catalog.customer(sub.customer) };
+    const snap: Snapshot = snapshot ?? catalog.snapshot(sub);
     const items = await this.oneTimeItems(sub, period, cutoffMs, reads);
     const { adjustments, oneTime, corrections, credits } = items;
     const usage = await this.usageFor(snap, period, cutoffMs, adjustments, reads);

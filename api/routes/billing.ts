@@ -1,16 +1,10 @@
-import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../../common/errors.ts';
 import type { CatalogReplica } from '../../common/catalog.ts';
 import type { UsageStore } from '../../usage/index.ts';
 import {
-  CancelSchema,
-  changePlan,
   CustomerInputSchema,
-  PlanChangeSchema,
-  PlanInputSchema,
-  SubscriptionInputSchema,
   type AggregateRow,
   type Billing,
   type Customer,
@@ -20,8 +14,9 @@ import {
   type Subscription,
 } from '../../rater/index.ts';
 import type { AppDeps } from '../app.ts';
+import { registerCatalogRoutes } from './catalog.ts';
 import { isoTime, jsonBody, monthParam, parseWith, sendCsv, sendJsonStream, timeZoneParam, wantsCsv } from '../http.ts';
-import { AdjustmentKinds, type Aggregates, type InvoiceHead, type Items, type ProjectedInvoices, type StripeMismatches } from '../contracts.ts';
+import { AdjustmentKinds, type Aggregates, type InvoiceHead, type Items, type ProjectedInvoices, STRIPE_SYNC_OFF_MESSAGE, type StripeMismatches } from '../contracts.ts';
 
 export interface BillingRouteDeps {
   billing: Billing;
@@ -73,69 +68,8 @@ export function registerBillingRoutes(app: FastifyInstance, deps: AppDeps & { us
     return { customer: req.params.key, subscriptions: items.map((i) => ({ periodStart: new Date(i.period.start).toISOString(), periodEnd: new Date(i.period.end).toISOString(), elapsedShare: i.elapsedShare, amountSoFar: i.soFar.total, projectedTotal: i.projected.total, currency: i.soFar.currency, soFar: i.soFar, projected: i.projected })) };
   });
 
-  // ---- plans ----
-  app.post('/api/v1/plans', { config: scope, schema: { tags, summary: 'Create a plan: base fee and usage charges with prices', body: obj, response: { 201: obj, 400: { $ref: 'Error#' }, 409: { $ref: 'Error#' } } } }, async (req, reply) => {
-    const input = parseWith(PlanInputSchema, jsonBody(req));
-    for (const c of input.charges) if (!deps.meters.get(c.meter)) throw new AppError('REQUEST_INVALID', `charges: meter "${c.meter}" of charge "${c.key}" does not exist; create it first`);
-    const plan: Plan = { ...input, createdAt: new Date().toISOString() };
-    await b.plans.create(input.key, plan);
-    return reply.status(201).send(plan);
-  });
-  app.get('/api/v1/plans', { config: scope, schema: { tags, summary: 'List plans', response: { 200: { type: 'array', items: obj } } } }, async () => b.plans.list().sort((x, y) => x.key.localeCompare(y.key)));
-  app.get<{ Params: { key: string } }>('/api/v1/plans/:key', { config: scope, schema: { tags, summary: 'Get a plan', response: { 200: obj, 404: { $ref: 'Error#' } } } }, async (req) => {
-    const p = b.plans.get(req.params.key);
-    if (!p) throw new AppError('NOT_FOUND', `no plan "${req.params.key}"`);
-    return p;
-  });
-
-  // ---- subscriptions ----
-  app.post('/api/v1/subscriptions', { config: scope, schema: { tags, summary: 'Subscribe a customer to a plan', body: obj, response: { 201: obj, 400: { $ref: 'Error#' } } } }, async (req, reply) => {
-    const input = parseWith(SubscriptionInputSchema, jsonBody(req));
-    const customer = b.billing.customer(input.customer);
-    const plan = b.plans.get(input.plan);
-    if (!plan) throw new AppError('REQUEST_INVALID', `plan: no plan "${input.plan}"`);
-    if (plan.currency !== customer.currency) throw new AppError('REQUEST_INVALID', `plan: "${plan.key}" is priced in ${plan.currency} but the customer is billed in ${customer.currency}`);
-    const sub: Subscription = {
-      id: input.id ?? `sub_${randomUUID().replaceAll('-', '').slice(0, 20)}`,
-      customer: input.customer,
-      anchor: input.anchor ?? input.start,
-      phases: [{ plan: input.plan, start: input.start, ...(input.end ? { end: input.end } : {}) }],
-      ...(input.overrides ? { overrides: input.overrides } : {}),
-      ...(input.discounts ? { discounts: input.discounts } : {}),
-      createdAt: new Date().toISOString(),
-    };
-    await b.subscriptions.create(sub.id, sub);
-    return reply.status(201).send(sub);
-  });
-  app.get<{ Querystring: { customer?: string } }>('/api/v1/subscriptions', { config: scope, schema: { tags, summary: 'List subscriptions', querystring: { type: 'object', properties: { customer: { type: 'string' } } }, response: { 200: { type: 'array', items: obj } } } }, async (req) =>
-    b.subscriptions.list().filter((s) => !req.query.customer || s.customer === req.query.customer),
-  );
-  app.get<{ Params: { id: string } }>('/api/v1/subscriptions/:id', { config: scope, schema: { tags, summary: 'Get a subscription', response: { 200: obj, 404: { $ref: 'Error#' } } } }, async (req) => {
-    const s = b.subscriptions.get(req.params.id);
-    if (!s) throw new AppError('NOT_FOUND', `no subscription "${req.params.id}"`);
-    return s;
-  });
-  const mutate = async (id: string, f: (s: Subscription) => Subscription | { error: string }) => {
-    const cur = await b.subscriptions.getFresh(id);
-    if (!cur) throw new AppError('NOT_FOUND', `no subscription "${id}"`);
-    const next = f(cur.value);
-    if ('error' in next) throw new AppError('REQUEST_INVALID', next.error);
-    await b.subscriptions.update(id, next, cur.revision);
-    return next;
-  };
-  app.post<{ Params: { id: string } }>('/api/v1/subscriptions/:id/change-plan', { config: scope, schema: { tags, summary: 'Change plan (upgrade or downgrade) at a time; fixed fees are prorated to the second', body: obj, response: { 200: obj } } }, async (req) => {
-    const input = parseWith(PlanChangeSchema, jsonBody(req));
-    const plan = b.plans.get(input.plan);
-    if (!plan) throw new AppError('REQUEST_INVALID', `plan: no plan "${input.plan}"`);
-    return mutate(req.params.id, (s) => {
-      if (plan.currency !== b.billing.customer(s.customer).currency) return { error: `plan: "${plan.key}" is priced in ${plan.currency}, not the customer's currency` };
-      return changePlan(s, input.plan, Date.parse(input.effectiveAt));
-    });
-  });
-  app.post<{ Params: { id: string } }>('/api/v1/subscriptions/:id/cancel', { config: scope, schema: { tags, summary: 'Cancel at a time; an advance fee is credited for the unused part', body: obj, response: { 200: obj } } }, async (req) => {
-    const input = parseWith(CancelSchema, jsonBody(req));
-    return mutate(req.params.id, (s) => changePlan(s, undefined, Date.parse(input.effectiveAt)));
-  });
+  // ---- plans and subscriptions: ./catalog.ts ----
+  registerCatalogRoutes(app, deps, b);
 
   // ---- invoices ----
   const InvoiceQuery = z.object({
@@ -236,8 +170,10 @@ export function registerBillingRoutes(app: FastifyInstance, deps: AppDeps & { us
     return { items: await b.billing.adjustments(q.customer) };
   });
 
-  if (b.stripe) {
-    const stripe = b.stripe;
-    app.get('/api/v1/billing/stripe/reconcile', { config: scope, schema: { tags, summary: 'Finalized invoices whose Stripe total or currency differs from Meterline\'s', response: { 200: obj } } }, async (): Promise<StripeMismatches<ReconcileRow>> => ({ mismatches: await stripe.reconcile() }));
-  }
+  // Always registered: with Stripe sync off it answers 200 { enabled: false } (a 404 read as a broken route in the dashboard).
+  const stripe = b.stripe;
+  app.get('/api/v1/billing/stripe/reconcile', {
+    config: scope,
+    schema: { tags, summary: "Finalized invoices whose Stripe total or currency differs from Meterline's; enabled: false (and a message) when Stripe sync is off", response: { 200: obj } },
+  }, async (): Promise<StripeMismatches<ReconcileRow>> => (stripe ? { enabled: true, mismatches: await stripe.reconcile() } : { enabled: false, mismatches: [], message: STRIPE_SYNC_OFF_MESSAGE }));
 }
