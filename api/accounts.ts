@@ -30,6 +30,23 @@ export function calendarMonth(nowMs: number, tz: string): Period {
   return { start, end };
 }
 
+/** What the accounts summary says of a customer's anomalies. */
+export type AlertStats = Pick<AccountSummary, 'openAnomalies' | 'worstSeverity'>;
+const NO_ALERTS: AlertStats = { openAnomalies: 0, worstSeverity: null };
+
+/** Open and acknowledged anomalies per customer: how many, and the worst severity (two queries for everyone). */
+export async function openAnomalyStats(deps: Pick<AccountDeps, 'anomalies'>): Promise<Map<string, AlertStats>> {
+  if (!deps.anomalies) return new Map();
+  const [a, b] = await Promise.all([deps.anomalies.list({ status: 'open', limit: 1000 }), deps.anomalies.list({ status: 'acknowledged', limit: 1000 })]);
+  const out = new Map<string, AlertStats>();
+  for (const x of [...a, ...b]) {
+    const cur = out.get(x.customer) ?? NO_ALERTS;
+    const worse = (SEVERITY_RANK[x.severity] ?? 0) > (cur.worstSeverity ? (SEVERITY_RANK[cur.worstSeverity] ?? 0) : 0);
+    out.set(x.customer, { openAnomalies: cur.openAnomalies + 1, worstSeverity: worse ? x.severity : cur.worstSeverity });
+  }
+  return out;
+}
+
 /**
  * Summaries of the given customers, with as few queries as the data allows: one usage query per
  * meter and distinct period start (grouped by subject), one projection per customer (the
@@ -65,7 +82,7 @@ export async function accountSummaries(deps: AccountDeps, keys: string[], nowMs:
     ),
   );
 
-  const openP = deps.anomalies ? Promise.all([deps.anomalies.list({ status: 'open', limit: 1000 }), deps.anomalies.list({ status: 'acknowledged', limit: 1000 })]).then(([a, b]) => [...a, ...b]) : Promise.resolve([]);
+  const openP = openAnomalyStats(deps);
   const plans = new Map(deps.plans.list().map((p) => [p.key, p]));
 
   // Projections of all customers at once (each is a few queries of its own).
@@ -99,8 +116,7 @@ export async function accountSummaries(deps: AccountDeps, keys: string[], nowMs:
     const period = periods.get(c.key)!;
     const subs = deps.subscriptions.list().filter((s) => s.customer === c.key && Date.parse(s.phases[0]!.start) <= nowMs && !(s.phases.at(-1)?.end && Date.parse(s.phases.at(-1)!.end!) <= nowMs));
     const { projected, projectedError } = projections[i]!;
-    const mine = open.filter((a) => a.customer === c.key);
-    const worst = mine.reduce<string | null>((w, a) => ((SEVERITY_RANK[a.severity] ?? 0) > (w ? (SEVERITY_RANK[w] ?? 0) : 0) ? a.severity : w), null);
+    const alerts = open.get(c.key) ?? NO_ALERTS;
     items.push({
       customer: { key: c.key, name: c.name, currency: c.currency, timeZone: c.timeZone },
       period: { start: new Date(period.start).toISOString(), end: new Date(period.end).toISOString(), source: period.source },
@@ -111,8 +127,8 @@ export async function accountSummaries(deps: AccountDeps, keys: string[], nowMs:
       usage: meters.map((m) => ({ meter: m.slug, name: m.name ?? m.slug, aggregation: m.aggregation, value: usage.get(`${c.key}\u0000${m.slug}`) ?? '0' })),
       projected,
       ...(projectedError ? { projectedError } : {}),
-      openAnomalies: mine.length,
-      worstSeverity: worst,
+      openAnomalies: alerts.openAnomalies,
+      worstSeverity: alerts.worstSeverity,
     });
   }
   return { asOf: new Date(toMs).toISOString(), items };

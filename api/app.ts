@@ -23,6 +23,7 @@ import { registerDashboardRoutes } from './routes/dashboard.ts';
 import { registerPortalRoutes } from './routes/portal.ts';
 import { registerUnbilledRoutes } from './routes/unbilled.ts';
 import { registerUi } from './ui.ts';
+import type { AccountsCacheOptions } from './accounts-cache.ts';
 
 export interface AppDeps {
   logger: Logger;
@@ -40,6 +41,8 @@ export interface AppDeps {
   anomalies?: AnomalyRouteDeps;
   /** Customer-portal tokens (bound to one customer); absent: every portal token is refused. */
   portalTokens?: PortalTokens;
+  /** How the accounts overview cache refreshes (api/accounts-cache.ts); defaults otherwise. */
+  accountsCache?: Partial<AccountsCacheOptions>;
   /** Serve the dashboard and portal under /ui/ (default true wherever the API is served). */
   ui?: boolean;
   /** Readiness: every dependency this process needs is reachable. */

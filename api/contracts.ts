@@ -38,6 +38,34 @@ export type AccountSummary = z.infer<typeof AccountSummarySchema>;
 export const AccountsSchema = z.object({ asOf: z.string().datetime(), items: z.array(AccountSummarySchema) });
 export type Accounts = z.infer<typeof AccountsSchema>;
 
+/** One customer in GET /api/v1/accounts (served from the accounts cache): its summary as computed at `computedAt`. */
+export const AccountRowSchema = AccountSummarySchema.extend({
+  /** When this summary was computed (usage counted up to then, rounded up to the minute; projection at that instant). */
+  computedAt: z.string().datetime(),
+});
+export type AccountRow = z.infer<typeof AccountRowSchema>;
+
+/**
+ * GET /api/v1/accounts: a page of the accounts cache. `asOf`: the last refresh; every change of
+ * usage, catalog, anomalies or period seen by then is in the items. `refresh` says how that went.
+ */
+export const AccountsPageSchema = z.object({
+  asOf: z.string().datetime(),
+  items: z.array(AccountRowSchema),
+  page: z.number().int(),
+  pageSize: z.number().int(),
+  totalCount: z.number().int(),
+  refresh: z.object({
+    /** How long the last successful refresh took, and how many customers it recomputed (all of them when `full`). */
+    durationMs: z.number().int(),
+    recomputed: z.number().int(),
+    full: z.boolean(),
+    /** The last refresh failed (the items are those of the refresh at `asOf`); null when it succeeded. */
+    error: z.string().nullable(),
+  }),
+});
+export type AccountsPage = z.infer<typeof AccountsPageSchema>;
+
 /** GET /api/v1/accounts/{customer} and /api/v1/portal/account: one customer's summary with its `asOf`. */
 export const AccountSchema = z.object({ asOf: z.string(), ...AccountSummarySchema.shape });
 export type Account = z.infer<typeof AccountSchema>;
@@ -182,10 +210,20 @@ export interface Aggregates<R> {
   rows: R[];
 }
 
-/** GET /api/v1/billing/stripe/reconcile (`R`: the rater's Stripe ReconcileRow). */
+/**
+ * GET /api/v1/billing/stripe/reconcile (`R`: the rater's Stripe ReconcileRow). Answered whether
+ * or not Stripe sync is on: off (no STRIPE_API_KEY), `enabled` is false, `mismatches` is empty
+ * and `message` says how to turn it on, so a client never has to read a 404 as "off".
+ */
 export interface StripeMismatches<R> {
+  enabled: boolean;
   mismatches: R[];
+  /** Set when sync is off: what to do to turn it on. */
+  message?: string;
 }
+
+/** What GET /api/v1/billing/stripe/reconcile says when Stripe sync is off. */
+export const STRIPE_SYNC_OFF_MESSAGE = 'Stripe sync is off: set STRIPE_API_KEY (and STRIPE_API_BASE for a Stripe-compatible endpoint) and restart to push finalized invoices to Stripe and reconcile them.';
 
 /**
  * A dead letter as GET /api/v1/dead-letters lists it: an event accepted but not counted, with the

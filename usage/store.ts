@@ -76,6 +76,24 @@ export interface UsageStore {
    * without rows are absent. The unbilled-usage report reads it (api/routes/unbilled.ts).
    */
   valuesOverRanges(meter: Meter, q: { ranges: TimeRange[]; subjects?: string[] }): Promise<Map<string, string>>;
+  /**
+   * Per subject, its rows (any meter) with event time at or after `timeFromMs` ingested after
+   * `afterMs`: how many, and how many of them after `splitMs` (>= afterMs). One read, so a
+   * watcher of new usage (the API's accounts cache) compares counts over a fixed watermark and
+   * moves it to `splitMs` with the second count as its new baseline, missing no row in between.
+   */
+  ingestedCounts(q: IngestedCountsQuery): Promise<Map<string, IngestedCount>>;
+}
+
+export interface IngestedCountsQuery {
+  afterMs: number;
+  splitMs: number;
+  timeFromMs: number;
+}
+
+export interface IngestedCount {
+  count: number;
+  afterSplit: number;
 }
 
 export interface ClickHouseUsageStoreDeps {
@@ -163,6 +181,19 @@ export class ClickHouseUsageStore implements UsageStore {
       for (const row of res.data) if (row.subject !== null) out.set(row.subject, (out.get(row.subject) ?? new Decimal(0)).plus(row.value));
     }
     return new Map([...out].map(([s, v]) => [s, v.toFixed()]));
+  }
+
+  async ingestedCounts(q: IngestedCountsQuery): Promise<Map<string, IngestedCount>> {
+    const { ch, db } = this.deps.store;
+    // The event-time bound prunes partitions: meter_values is not ordered by ingested_at.
+    const rs = await ch.query({
+      query: `SELECT subject, toString(count()) AS n, toString(countIf(ingested_at > fromUnixTimestamp64Milli({split:Int64}, 'UTC'))) AS m FROM ${db}.meter_values
+              WHERE time >= fromUnixTimestamp64Milli({timeFrom:Int64}, 'UTC') AND ingested_at > fromUnixTimestamp64Milli({after:Int64}, 'UTC')
+              GROUP BY subject`,
+      query_params: { split: q.splitMs, timeFrom: q.timeFromMs, after: q.afterMs },
+      format: 'JSONCompactEachRow',
+    });
+    return new Map((await rs.json<[string, string, string]>()).map(([subject, n, m]) => [subject, { count: Number(n), afterSplit: Number(m) }]));
   }
 }
 

@@ -5,13 +5,44 @@ import type { UsageStore } from '../../usage/index.ts';
 import type { AppDeps } from '../app.ts';
 import { accountSummaries, type AccountDeps } from '../accounts.ts';
 import { monthParam, parseWith } from '../http.ts';
-import { AccountSchema, AccountsSchema, WhoAmISchema, type Account, type UsageReconcile, type UsageReconcileRow, type WhoAmI } from '../contracts.ts';
+import { AccountSchema, AccountsPageSchema, WhoAmISchema, type Account, type AccountRow, type AccountsPage, type UsageReconcile, type UsageReconcileRow, type WhoAmI } from '../contracts.ts';
+import { AccountsCache, decimalKey } from '../accounts-cache.ts';
+import { pageQueryProperties, parsePageQuery, type Listing } from '../pagination.ts';
 import { responseSchema } from '../response-schema.ts';
 import { localParts } from '../../rater/index.ts';
 
 const DAY = 86_400_000;
 
 const obj = { type: 'object', additionalProperties: true } as const;
+
+/** The customer of a POST /api/v1/adjustments body (JSON text). */
+function adjustedCustomer(body: unknown): string | undefined {
+  try {
+    const c = (JSON.parse(String(body)) as { customer?: unknown }).customer;
+    return typeof c === 'string' ? c : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const FIXED_SORTS = ['key', 'name', 'plan', 'projected', 'alerts'];
+
+/** How the accounts overview sorts (projected total and usage as exact decimals) and searches (key, name). */
+export function accountsListing(meterSlugs: string[]): Listing<AccountRow> {
+  const usage = Object.fromEntries(meterSlugs.map((slug) => [`usage.${slug}`, (r: AccountRow) => decimalKey(r.usage.find((u) => u.meter === slug)?.value ?? '0')]));
+  return {
+    sort: {
+      key: (r) => r.customer.key,
+      name: (r) => r.customer.name,
+      plan: (r) => r.subscriptions[0]?.planName,
+      projected: (r) => decimalKey(r.projected?.projectedTotal),
+      alerts: (r) => r.openAnomalies,
+      ...usage,
+    },
+    defaultSort: 'name',
+    search: (r) => [r.customer.key, r.customer.name],
+  };
+}
 
 /**
  * Aggregate reads the dashboard needs in one request each (no N+1 from the browser): who the
@@ -34,15 +65,35 @@ export function registerDashboardRoutes(app: FastifyInstance, deps: AppDeps & { 
   if (!b) return;
   const accountDeps: AccountDeps = { usage: deps.usage, meters: deps.meters, billing: b.billing, customers: b.customers, plans: b.plans, subscriptions: b.subscriptions, anomalies: deps.anomalies?.anomalies, logger: deps.logger };
 
-  app.get('/api/v1/accounts', {
+  // The overview of every customer is served from memory, refreshed incrementally (api/accounts-cache.ts).
+  const cache = new AccountsCache({ ...accountDeps, registry: deps.metrics.registry }, deps.accountsCache);
+  cache.start();
+  app.addHook('onClose', () => cache.stop());
+  // Writes through this process that change summaries without a catalog or usage change are seen
+  // at the next refresh; the same writes through another process, at the next full refresh.
+  app.addHook('onResponse', async (req, reply) => {
+    if (req.method !== 'POST' || reply.statusCode >= 300) return;
+    if (req.routeOptions.url === '/api/v1/adjustments') {
+      const customer = adjustedCustomer(req.body);
+      if (customer) cache.invalidate(customer);
+    } else if (req.routeOptions.url === '/api/v1/billing/close') cache.invalidateAll();
+  });
+  app.get<{ Querystring: Record<string, string> }>('/api/v1/accounts', {
     config: { scope: 'read' },
     schema: {
       tags: ['dashboard'],
-      summary: "Every customer's current period at a glance: usage per meter so far, projected invoice, open anomalies",
-      description: 'Usage values are exact decimal strings over [period start, asOf); asOf is now rounded up to the minute. One request for the whole Accounts page.',
-      response: { 200: responseSchema(AccountsSchema) },
+      summary: "A page of customers' current periods at a glance: usage per meter so far, projected invoice, open anomalies; sorted and searched on the server",
+      description:
+        'Served from the accounts cache: `asOf` is its last refresh (every few seconds; only customers whose usage, catalog entries, anomalies or period changed are recomputed), each item says when it was computed (`computedAt`). ' +
+        'Usage values are exact decimal strings over [period start, computedAt rounded up to the minute). ' +
+        `sort: ${FIXED_SORTS.join(', ')}, or usage.<meter slug>; q searches key and name. Before the first build has finished: 503, retry.`,
+      querystring: { type: 'object', properties: pageQueryProperties(accountsListing([]) as unknown as Listing<unknown>) },
+      response: { 200: responseSchema(AccountsPageSchema), 400: { $ref: 'Error#' }, 503: { $ref: 'Error#' } },
     },
-  }, async () => accountSummaries(accountDeps, b.customers.list().map((c) => c.key).sort(), Date.now()));
+  }, async (req): Promise<AccountsPage> => {
+    const listing = accountsListing(deps.meters.list().map((m) => m.slug));
+    return cache.page(listing, parsePageQuery(listing, req.query));
+  });
 
   app.get<{ Params: { customer: string } }>('/api/v1/accounts/:customer', {
     config: { scope: 'read' },

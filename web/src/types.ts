@@ -8,7 +8,7 @@ import type { Aggregates as AggregatesOf, InvoiceHead as InvoiceHeadOf, PortalAl
 import type { AggregateRow, ReconcileRow } from '../../rater/contracts.ts';
 import type { Invoice } from '../../rater/invoice-types.ts';
 
-export type { Account, Accounts, AccountSummary, Adjustment, DeadLetter, DeadLetters, Items, PortalAlert, PortalMeter, PortalTokenCreated, PortalTokenRecord, Redriven, UsageReconcile, UsageReconcileRow, WhoAmI } from '../../api/contracts.ts';
+export type { Account, AccountRow, Accounts, AccountsPage, AccountSummary, Adjustment, DeadLetter, DeadLetters, Items, PortalAlert, PortalMeter, PortalTokenCreated, PortalTokenRecord, Redriven, UsageReconcile, UsageReconcileRow, WhoAmI } from '../../api/contracts.ts';
 export type { AnomalyRecord } from '../../anomaly/types.ts';
 export type { Meter } from '../../meter/contracts.ts';
 export type { AggregateRow, Plan, Subscription } from '../../rater/contracts.ts';
