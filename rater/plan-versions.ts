@@ -8,10 +8,10 @@ import type { Phase, Plan, PlanInput, PlanVersion, PlanView, Subscription } from
 
 const ms = (s: string) => Date.parse(s);
 
-/** The definition part of a plan or version (no version bookkeeping). */
-function definition(p: PlanInput): PlanInput {
-  const { key, name, currency, interval, baseFee, charges, minimumCommitment } = p;
-  return { key, name, currency, interval, ...(baseFee ? { baseFee } : {}), charges, ...(minimumCommitment !== undefined ? { minimumCommitment } : {}) };
+/** The definition part of a plan or version: every field but the version bookkeeping (new plan fields come along). */
+function definition(p: PlanInput | Plan | PlanVersion): PlanInput {
+  const { createdAt: _c, version: _v, effectiveFrom: _e, versions: _vs, ...def } = p as Plan & Partial<PlanVersion>;
+  return def;
 }
 
 /** Every version of `plan`, oldest first; a plan stored before versions is its own version 1. */
