@@ -117,3 +117,20 @@ describe('unbilledTotals', () => {
     ]);
   });
 });
+
+describe('plan versions: a phase is billed with the version it pins', () => {
+  const v1 = { key: 'vplan', name: 'V', currency: 'USD', interval: 'month' as const, charges: [{ key: 'calls', meter: 'calls', price: { model: 'per_unit' as const, unitPrice: '0.01' } }], version: 1, effectiveFrom: iso(0), createdAt: iso(0) };
+  const v2 = { ...v1, charges: [], version: 2, effectiveFrom: iso(NOV - DAY) };
+  // As stored: the latest version at the top, every version in `versions`.
+  const vplan = { ...v2, versions: [v1, v2] } as Plan;
+  const withPhase = (version: number): UnbilledCatalog => ({
+    customers: new Map([['p', { key: 'p', currency: 'USD' }]]),
+    plans: [vplan],
+    subscriptions: [sub('s', 'p', [{ plan: 'vplan', start: iso(NOV - 30 * DAY), ...{ version } }])],
+  });
+  it('version 1 still charges calls: nothing unbilled', () => expect(unbilledRanges('p', 'calls', month, withPhase(1))).toEqual([]));
+  it('version 2 does not: the month is meter_not_in_plan, priced with version 1 (the catalog knows the meter)', () => {
+    expect(unbilledRanges('p', 'calls', month, withPhase(2))).toEqual([{ reason: 'meter_not_in_plan', ranges: [month] }]);
+    expect(listPrice('p', 'calls', '300', month, withPhase(2))).toMatchObject({ amount: '3.00', plan: 'vplan', priceSource: 'catalog_lowest' });
+  });
+});

@@ -58,16 +58,33 @@ export function subtractRanges(a: readonly Period[], b: readonly Period[]): Peri
 
 const clip = (r: Period, month: Period): Period => ({ start: Math.max(r.start, month.start), end: Math.min(r.end, month.end) });
 
-/** True if some plan of the catalog charges the meter (slug). */
+/** What a plan version defines that the report reads. */
+type Definition = Pick<Plan, 'key' | 'currency' | 'charges'> & { version?: number };
+
+/**
+ * A plan's definitions: each of its versions when it has them (rater/plan-versions.ts: a phase
+ * pins one), else the plan itself. Read structurally, so plans stored before versions work too.
+ */
+function definitionsOf(plan: Plan): Definition[] {
+  const versions = (plan as { versions?: Definition[] }).versions;
+  return versions?.length ? versions : [plan];
+}
+
+/** The definition a phase is billed with: its pinned version (absent: 1), else the plan as stored. */
+function phaseDefinition(plan: Plan, version: number | undefined): Definition {
+  return definitionsOf(plan).find((v) => (v.version ?? 1) === (version ?? 1)) ?? plan;
+}
+
+/** True if some plan of the catalog (any of its versions) charges the meter (slug). */
 export function meterCharged(meter: string, plans: readonly Plan[]): boolean {
-  return plans.some((p) => p.charges.some((c) => c.meter === meter));
+  return plans.some((p) => definitionsOf(p).some((d) => d.charges.some((c) => c.meter === meter)));
 }
 
 /** Every phase of the customer's subscriptions as a range with its plan, oldest first. */
-function phasesOf(customer: string, subs: readonly Subscription[]): (Period & { plan: string; sub: Subscription })[] {
+function phasesOf(customer: string, subs: readonly Subscription[]): (Period & { plan: string; version: number | undefined; sub: Subscription })[] {
   return subs
     .filter((s) => s.customer === customer)
-    .flatMap((s) => s.phases.map((p) => ({ start: Date.parse(p.start), end: p.end ? Date.parse(p.end) : Number.MAX_SAFE_INTEGER, plan: p.plan, sub: s })))
+    .flatMap((s) => s.phases.map((p) => ({ start: Date.parse(p.start), end: p.end ? Date.parse(p.end) : Number.MAX_SAFE_INTEGER, plan: p.plan, version: (p as { version?: number }).version, sub: s })))
     .sort((x, y) => x.start - y.start);
 }
 
@@ -80,9 +97,9 @@ export function unbilledRanges(subject: string, meter: string, month: Period, ca
   if (!meterCharged(meter, catalog.plans)) return [{ reason: 'meter_not_priced', ranges: [month] }];
   if (!catalog.customers.has(subject)) return [{ reason: 'unknown_subject', ranges: [month] }];
   const plans = new Map(catalog.plans.map((p) => [p.key, p]));
-  const phases = phasesOf(subject, catalog.subscriptions).map((p) => ({ ...clip(p, month), plan: p.plan }));
+  const phases = phasesOf(subject, catalog.subscriptions).map((p) => ({ ...clip(p, month), plan: plans.get(p.plan), version: p.version }));
   const covered = unionRanges(phases);
-  const charged = unionRanges(phases.filter((p) => plans.get(p.plan)?.charges.some((c) => c.meter === meter)));
+  const charged = unionRanges(phases.filter((p) => p.plan && phaseDefinition(p.plan, p.version).charges.some((c) => c.meter === meter)));
   const out: ReasonRanges[] = [
     { reason: 'no_subscription', ranges: subtractRanges([month], covered) },
     { reason: 'meter_not_in_plan', ranges: subtractRanges(covered, charged) },
@@ -106,7 +123,7 @@ export interface ListPricing {
 }
 
 interface Candidate {
-  plan: Plan;
+  plan: Definition;
   chargeKey: string;
   price: Price;
 }
@@ -118,12 +135,13 @@ function needsMoreThanQuantity(price: Price): boolean {
   return price.fixedFeePerEvent !== undefined || price.freeEvents !== undefined || price.perEventMin !== undefined || price.perEventMax !== undefined;
 }
 
-/** The plan of the customer's latest phase starting before the month's end (else its earliest phase), and its price of `meter`. */
+/** The plan (the version its phase pins) of the customer's latest phase starting before the month's end (else its earliest phase), and its price of `meter`. */
 function subscriptionCandidate(customer: string, meter: string, month: Period, catalog: UnbilledCatalog): Candidate | undefined {
   const phases = phasesOf(customer, catalog.subscriptions);
   const phase = phases.filter((p) => p.start < month.end).at(-1) ?? phases[0];
   if (!phase) return undefined;
-  const plan = catalog.plans.find((p) => p.key === phase.plan);
+  const stored = catalog.plans.find((p) => p.key === phase.plan);
+  const plan = stored && phaseDefinition(stored, phase.version);
   const charge = plan?.charges.find((c) => c.meter === meter);
   if (!plan || !charge) return undefined;
   return { plan, chargeKey: charge.key, price: phase.sub.overrides?.charges?.[charge.key] ?? charge.price };
@@ -131,14 +149,19 @@ function subscriptionCandidate(customer: string, meter: string, month: Period, c
 
 /**
  * The catalog's cheapest price of `meter` at `quantity`: the plans that charge it (in the
- * customer's currency when one of them is; an unknown subject has none), in the currency most of
+ * customer's currency when one of them is; an unknown subject has none; of each plan its latest
+ * version charging the meter), in the currency most of
  * them use (ties: the code's alphabetical order), the lowest amount (ties: the plan key).
  */
 function lowestCandidate(meter: string, quantity: string, currency: string | undefined, plans: readonly Plan[]): { candidate: Candidate; amount: Decimal } | undefined {
-  const all = plans.flatMap((plan) => plan.charges.filter((c) => c.meter === meter).flatMap((c) => {
-    const amount = tryRate(c.price, quantity);
-    return amount ? [{ candidate: { plan, chargeKey: c.key, price: c.price }, amount }] : [];
-  }));
+  const all = plans.flatMap((stored) => {
+    const plan = [...definitionsOf(stored)].reverse().find((d) => d.charges.some((c) => c.meter === meter));
+    if (!plan) return [];
+    return plan.charges.filter((c) => c.meter === meter).flatMap((c) => {
+      const amount = tryRate(c.price, quantity);
+      return amount ? [{ candidate: { plan, chargeKey: c.key, price: c.price }, amount }] : [];
+    });
+  });
   const own = all.filter((c) => c.candidate.plan.currency === currency);
   const pool = own.length > 0 ? own : all;
   const counts = new Map<string, number>();
