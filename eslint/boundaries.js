@@ -34,7 +34,7 @@ const FREE = new Set(['test', 'bench', 'deploy', 'eslint']);
 /** Modules that do I/O: pure files never import them (type-only imports are fine). */
 const IO_MODULES = /^(node:|@nats-io\/|@clickhouse\/|chdb$|stripe$|fastify$|@fastify\/|pino$|prom-client$|node-cron$)/;
 /** The pure parts (see docs/architecture.md): inputs in, result out, `now` passed in. */
-const PURE = [/^rater\/pricing\/(?!.*\.test\.ts$)/, /^rater\/(periods|invoice-builder|invoice-types|aggregates)\.ts$/, /^usage\/plan\.ts$/, /^meter\/meters\.ts$/, /^processor\/(dedup|bloom)\.ts$/, /^anomaly\/(detect|robust|describe|types)\.ts$/, /^ingest\/cloudevents\.ts$/, /^[a-z-]+\/contracts\.ts$/];
+const PURE = [/^rater\/pricing\/(?!.*\.test\.ts$)/, /^rater\/(periods|invoice-builder|invoice-types|aggregates|revenue|journal)\.ts$/, /^usage\/plan\.ts$/, /^meter\/meters\.ts$/, /^processor\/(dedup|bloom)\.ts$/, /^anomaly\/(detect|robust|describe|types)\.ts$/, /^ingest\/cloudevents\.ts$/, /^[a-z-]+\/contracts\.ts$/];
 
 const rel = (file) => path.relative(ROOT, file).split(path.sep).join('/');
 const componentOf = (relPath) => (relPath.includes('/') ? relPath.split('/')[0] : undefined);

@@ -16,6 +16,7 @@ import type { Period } from './periods.ts';
 import type { PreviewDraft } from './contracts.ts';
 import { InvoicePreview, type InvoicePreviews } from './preview.ts';
 import { InvoiceProjection } from './projection.ts';
+import type { InvoiceInZone } from './revenue.ts';
 
 export interface BillingDeps {
   /** ClickHouse, for the rater's own tables (invoices, invoice lines, adjustments). */
@@ -93,6 +94,16 @@ export class Billing {
     const { fromMs, toMs } = monthReadRange(month);
     const rows = await this.invoices.aggregates(fromMs, toMs);
     return fileByLocalMonth(rows, month, (key) => this.customers.get(key)?.timeZone ?? 'UTC');
+  }
+
+  /**
+   * Every finalized invoice that can be billed in `month` (YYYY-MM) or before, whatever the time
+   * zone, with its customer's zone (as `aggregates` files them): what revenue recognition and the
+   * journal (rater/revenue.ts, rater/journal.ts) read; they file each by its local month.
+   */
+  async invoicesThrough(month: string): Promise<InvoiceInZone[]> {
+    const stored = await this.invoices.finalized({ periodToMs: monthReadRange(month).toMs });
+    return stored.map(({ invoice }) => ({ invoice, timeZone: this.customers.get(invoice.customer)?.timeZone ?? 'UTC' }));
   }
 
   /** The billing period of `sub` containing `atMs`. */

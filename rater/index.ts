@@ -16,3 +16,5 @@ export * from './projection.ts';
 export * from './billing.ts';
 export * from './invoice-sync.ts';
 export * from './unbilled.ts';
+export * from './revenue.ts';
+export * from './journal.ts';
