@@ -1,6 +1,6 @@
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
-import { toChartNumber } from './format.ts';
+import { axisNumber, toChartNumber } from './format.ts';
 import type { UsageRow } from './types.ts';
 
 export const PALETTE = ['#2563eb', '#d97706', '#059669', '#db2777', '#7c3aed', '#0891b2', '#65a30d', '#dc2626'];
@@ -58,6 +58,28 @@ export function localMidnights(fromMs: number, toMs: number, tz: string): number
   return out;
 }
 
+/** uPlot's default axis font (its `font` option, unset here): what the labels are measured with. */
+const AXIS_FONT = '12px system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif';
+const TICK_PX = 10;
+const GAP_PX = 5;
+/** Room on the left of the widest y label (uPlot draws labels right-aligned against the ticks). */
+const PAD_PX = 6;
+
+/**
+ * The y axis's width: its widest label, measured in the axis font, plus ticks and gap, so
+ * "125,000" is never cut to ",25,000" (uPlot calls this again as the labels change; after two
+ * passes it keeps the size it has, which is how its axis-autosize demo converges).
+ */
+function yAxisSize(self: uPlot, values: string[] | null, axisIdx: number, cycleNum: number): number {
+  const axis = self.axes[axisIdx]!;
+  if (cycleNum > 1) return (axis as { _size?: number })._size ?? 50;
+  const widest = (values ?? []).reduce((a, v) => (v.length > a.length ? v : a), '');
+  // Measured at the CSS font size (uPlot scales its own copy of the font by devicePixelRatio to draw).
+  self.ctx.font = AXIS_FONT;
+  const textPx = widest ? self.ctx.measureText(widest).width : 0;
+  return Math.ceil(textPx + TICK_PX + GAP_PX + PAD_PX);
+}
+
 /** A responsive uPlot chart in `el`, times shown in `timeZone`. Returns a function that destroys it. */
 export function drawChart(el: HTMLElement, data: uPlot.AlignedData, series: Series[], opts: { timeZone: string; windowSize: 'HOUR' | 'DAY'; label: string }): () => void {
   const width = () => Math.max(260, el.clientWidth || 600);
@@ -74,7 +96,21 @@ export function drawChart(el: HTMLElement, data: uPlot.AlignedData, series: Seri
       legend: { show: false },
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true } },
-      axes: [{ stroke: '#64748b', grid: { stroke: '#e2e8f0' } }, { stroke: '#64748b', grid: { stroke: '#e2e8f0' }, size: 60 }],
+      axes: [
+        { stroke: '#64748b', grid: { stroke: '#e2e8f0' } },
+        {
+          stroke: '#64748b',
+          grid: { stroke: '#e2e8f0' },
+          font: AXIS_FONT,
+          size: yAxisSize,
+          // Grouped like every number on the page; the labels are kept on the element for tests and copy.
+          values: (_u, splits) => {
+            const labels = splits.map((v) => axisNumber(v));
+            el.dataset.yLabels = labels.join('|');
+            return labels;
+          },
+        },
+      ],
       series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, fill: series.length === 1 ? s.color + '1a' : undefined, width: 1.5, ...(daily ? { points: { show: true, size: 6 } } : { paths: stepped, points: { show: false } }) }))],
     },
     data,

@@ -1,6 +1,6 @@
 import { alignUsage, drawChart, PALETTE } from './chart.ts';
 import { badge, h, note, num, replace, table } from './dom.ts';
-import { dateTime, money, period } from './format.ts';
+import { dateTime, money, percent, period, quantity, unitPrice } from './format.ts';
 import type { Query } from './api.ts';
 import type { Anomaly, Invoice, InvoiceHead, InvoiceLine, Projected, UsageResult } from './types.ts';
 
@@ -23,6 +23,20 @@ export interface UsagePanelOptions {
 
 /** Cleanups of a page: charts, timers. */
 export type Cleanup = () => void;
+
+/**
+ * A quantity cell: rounded and grouped for reading (`maxDecimals`, see format.quantity), the
+ * exact decimal string in data-value and, when rounding changed it, in the tooltip.
+ */
+export function qty(value: string, maxDecimals?: number, attrs: Record<string, string> = {}): HTMLTableCellElement {
+  const shown = quantity(value, maxDecimals);
+  return num(value, shown, { ...(shown.replace(/,/g, '') !== value ? { title: value } : {}), ...attrs });
+}
+
+/** A money cell: the amount in the currency's minor unit, the exact string in data-value. */
+export function amount(value: string, currency: string, attrs: Record<string, string> = {}): HTMLTableCellElement {
+  return num(value, money(value, currency), attrs);
+}
 
 const MINUTE = 60_000;
 const HOUR = 3_600_000;
@@ -79,10 +93,10 @@ export function usagePanel(opts: UsagePanelOptions): { el: HTMLElement; cleanup:
         for (const r of sorted) {
           const label = r.groupBy[g] || '(none)';
           const color = PALETTE[labels.indexOf(label) % PALETTE.length] ?? PALETTE[0]!;
-          rows.push(h('tr', { 'data-group': label }, h('th', { scope: 'row' }, h('span', { class: 'swatch', style: `background:${color}`, 'aria-hidden': 'true' }), label), num(r.value)));
+          rows.push(h('tr', { 'data-group': label }, h('th', { scope: 'row' }, h('span', { class: 'swatch', style: `background:${color}`, 'aria-hidden': 'true' }), label), qty(r.value)));
         }
       }
-      rows.push(h('tr', { class: 'total-row', 'data-group': '' }, h('th', { scope: 'row' }, 'Total'), num(total)));
+      rows.push(h('tr', { class: 'total-row', 'data-group': '' }, h('th', { scope: 'row' }, 'Total'), qty(total)));
       replace(totalsEl, table([g || 'All usage', m.aggregation === 'COUNT' || m.aggregation === 'SUM' ? 'Total' : m.aggregation.replace('_', ' ').toLowerCase()], rows, { class: 'totals-table', 'data-meter': m.slug, 'aria-label': `${m.name} totals` }));
     } catch (err) {
       replace(totalsEl, note((err as Error).message, 'error'));
@@ -129,31 +143,36 @@ export function linesTable(inv: Invoice, timeZone: string): HTMLElement {
   const rows: HTMLTableRowElement[] = [];
   for (const l of inv.lines) {
     rows.push(
-      h('tr', { 'data-line': l.id, 'data-kind': l.kind }, h('td', {}, l.description, l.kind === 'correction' ? h('div', { class: 'muted small' }, `for ${period(l.periodStart, l.periodEnd, timeZone)}`) : null), num(l.quantity), num(l.unitPrice ?? '', l.unitPrice ? money(l.unitPrice, inv.currency) : '—'), num(l.amount, money(l.amount, inv.currency))),
+      h('tr', { 'data-line': l.id, 'data-kind': l.kind }, h('td', {}, l.description, l.kind === 'correction' ? h('div', { class: 'muted small' }, `for ${period(l.periodStart, l.periodEnd, timeZone)}`) : null), qty(l.quantity, undefined, { 'data-label': 'Quantity' }), num(l.unitPrice ?? '', l.unitPrice ? unitPrice(l.unitPrice, inv.currency) : '—', { 'data-label': 'Unit price' }), amount(l.amount, inv.currency, { 'data-label': 'Amount' })),
     );
     if (l.breakdown.length > 0 && (l.breakdown.length > 1 || l.breakdown[0]!.tier)) rows.push(breakdownRow(l, inv.currency));
   }
-  const totalRow = h('tr', { class: 'total-row' }, h('th', { scope: 'row', colspan: '3' }, 'Total'), num(inv.total, money(inv.total, inv.currency), { 'data-total': inv.total }));
+  const totalRow = h('tr', { class: 'total-row' }, h('th', { scope: 'row', colspan: '3' }, 'Total'), num(inv.total, money(inv.total, inv.currency), { 'data-total': inv.total, 'data-label': 'Amount' }));
   return h(
     'div',
     { class: 'table-wrap' },
-    h('table', { class: 'lines' }, h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Line'), h('th', { scope: 'col', class: 'num' }, 'Quantity'), h('th', { scope: 'col', class: 'num' }, 'Unit price'), h('th', { scope: 'col', class: 'num' }, 'Amount'))), h('tbody', {}, rows), h('tfoot', {}, totalRow)),
+    h('table', { class: 'lines stack' }, h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Line'), h('th', { scope: 'col', class: 'num' }, 'Quantity'), h('th', { scope: 'col', class: 'num' }, 'Unit price'), h('th', { scope: 'col', class: 'num' }, 'Amount'))), h('tbody', {}, rows), h('tfoot', {}, totalRow)),
   );
 }
 
 function breakdownRow(l: InvoiceLine, currency: string): HTMLTableRowElement {
   const inner = h(
     'table',
-    { class: 'breakdown', 'aria-label': `Breakdown of ${l.description}` },
+    { class: 'breakdown stack', 'aria-label': `Breakdown of ${l.description}` },
     h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Tier'), h('th', { scope: 'col', class: 'num' }, 'Units'), h('th', { scope: 'col', class: 'num' }, 'Unit price'), h('th', { scope: 'col', class: 'num' }, 'Flat fee'), h('th', { scope: 'col', class: 'num' }, 'Amount'))),
     h(
       'tbody',
       {},
-      l.breakdown.map((b) => h('tr', {}, h('td', {}, [b.tier ? `Tier ${b.tier}` : b.description, b.dimensionValue ? ` (${b.dimensionValue})` : ''].join('')), num(b.units), num(b.unitPrice ?? '', b.unitPrice ? money(b.unitPrice, currency) : '—'), num(b.flatFee ?? '', b.flatFee ? money(b.flatFee, currency) : '—'), num(b.amount, money(b.amount, currency)))),
+      l.breakdown.map((b) => h('tr', {}, h('td', {}, [b.tier ? `Tier ${b.tier}` : b.description, b.dimensionValue ? ` (${b.dimensionValue})` : ''].join('')), qty(b.units, undefined, { 'data-label': 'Units' }), num(b.unitPrice ?? '', b.unitPrice ? unitPrice(b.unitPrice, currency) : '—', { 'data-label': 'Unit price' }), num(b.flatFee ?? '', b.flatFee ? money(b.flatFee, currency) : '—', { 'data-label': 'Flat fee' }), amount(b.amount, currency, { 'data-label': 'Amount' }))),
     ),
   );
   return h('tr', { class: 'breakdown-row' }, h('td', { colspan: '4' }, inner));
 }
+
+/** Projected quantities are an extrapolation: two decimals are all the precision they have. */
+const PROJECTED_DECIMALS = 2;
+/** Labels of the projected table's cells, shown beside each number when the table stacks on a phone. */
+const L = { qtySoFar: { 'data-label': 'Quantity so far' }, soFar: { 'data-label': 'Amount so far' }, qtyProjected: { 'data-label': 'Projected quantity' }, projected: { 'data-label': 'Projected amount' } };
 
 /** The projected invoice: lines so far and projected to the period end, side by side. */
 export function projectedView(p: Projected, timeZone: string): HTMLElement {
@@ -165,10 +184,10 @@ export function projectedView(p: Projected, timeZone: string): HTMLElement {
       const soFar = new Map(s.soFar.lines.map((l) => [l.id, l]));
       const rows = s.projected.lines.map((l) => {
         const now = soFar.get(l.id);
-        return h('tr', { 'data-line': l.id, 'data-kind': l.kind }, h('td', {}, l.description), num(now?.quantity ?? '', now?.quantity ?? '—'), num(now?.amount ?? '', now ? money(now.amount, s.currency) : '—'), num(l.quantity), num(l.amount, money(l.amount, s.currency)));
+        return h('tr', { 'data-line': l.id, 'data-kind': l.kind }, h('td', {}, l.description), now ? qty(now.quantity, undefined, L.qtySoFar) : num('', '—', L.qtySoFar), now ? amount(now.amount, s.currency, L.soFar) : num('', '—', L.soFar), qty(l.quantity, PROJECTED_DECIMALS, L.qtyProjected), amount(l.amount, s.currency, L.projected));
       });
       // Lines that exist so far but not in the projection (rare) still show.
-      for (const l of s.soFar.lines) if (!s.projected.lines.some((x) => x.id === l.id)) rows.push(h('tr', { 'data-line': l.id, 'data-kind': l.kind }, h('td', {}, l.description), num(l.quantity), num(l.amount, money(l.amount, s.currency)), num('', '—'), num('', '—')));
+      for (const l of s.soFar.lines) if (!s.projected.lines.some((x) => x.id === l.id)) rows.push(h('tr', { 'data-line': l.id, 'data-kind': l.kind }, h('td', {}, l.description), qty(l.quantity, undefined, L.qtySoFar), amount(l.amount, s.currency, L.soFar), num('', '—', L.qtyProjected), num('', '—', L.projected)));
       return h(
         'div',
         { class: 'projected', 'data-period-start': s.periodStart },
@@ -176,7 +195,7 @@ export function projectedView(p: Projected, timeZone: string): HTMLElement {
           'dl',
           { class: 'stats' },
           h('div', {}, h('dt', {}, 'Period'), h('dd', {}, period(s.periodStart, s.periodEnd, timeZone))),
-          h('div', {}, h('dt', {}, 'Elapsed'), h('dd', {}, `${(Number(s.elapsedShare) * 100).toFixed(1)} %`)),
+          h('div', {}, h('dt', {}, 'Elapsed'), h('dd', {}, percent(s.elapsedShare))),
           h('div', {}, h('dt', {}, 'So far'), h('dd', { class: 'amount', 'data-value': s.amountSoFar, 'data-testid': 'so-far' }, money(s.amountSoFar, s.currency))),
           h('div', {}, h('dt', {}, 'Projected'), h('dd', { class: 'amount strong', 'data-value': s.projectedTotal, 'data-testid': 'projected-total' }, money(s.projectedTotal, s.currency))),
         ),
@@ -185,10 +204,10 @@ export function projectedView(p: Projected, timeZone: string): HTMLElement {
           { class: 'table-wrap' },
           h(
             'table',
-            { class: 'lines' },
+            { class: 'lines stack' },
             h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Line'), h('th', { scope: 'col', class: 'num' }, 'Quantity so far'), h('th', { scope: 'col', class: 'num' }, 'Amount so far'), h('th', { scope: 'col', class: 'num' }, 'Projected quantity'), h('th', { scope: 'col', class: 'num' }, 'Projected amount'))),
             h('tbody', {}, rows),
-            h('tfoot', {}, h('tr', { class: 'total-row' }, h('th', { scope: 'row' }, 'Total'), h('td', {}), num(s.amountSoFar, money(s.amountSoFar, s.currency)), h('td', {}), num(s.projectedTotal, money(s.projectedTotal, s.currency)))),
+            h('tfoot', {}, h('tr', { class: 'total-row' }, h('th', { scope: 'row' }, 'Total'), h('td', {}), amount(s.amountSoFar, s.currency, L.soFar), h('td', {}), amount(s.projectedTotal, s.currency, L.projected))),
           ),
         ),
       );
@@ -248,11 +267,11 @@ export function anomaliesView(items: Anomaly[], timeZone: string, actions?: (a: 
         { 'data-anomaly': a.id, 'data-status': a.status },
         h('td', {}, badge(a.severity, SEVERITY_KIND[a.severity] ?? 'info'), h('div', { class: 'muted small' }, a.kind.replace('_', ' '))),
         h('td', {}, a.message, a.meter ? h('div', { class: 'muted small' }, a.meter) : null, a.resolutionNote ? h('div', { class: 'muted small' }, `Note: ${a.resolutionNote}`) : null),
-        h('td', { class: 'nowrap' }, dateTime(a.windowStart, timeZone)),
-        h('td', {}, badge(a.status, a.status === 'resolved' ? 'ok' : a.status === 'acknowledged' ? 'info' : 'warn')),
+        h('td', { class: 'nowrap', 'data-label': 'When' }, dateTime(a.windowStart, timeZone)),
+        h('td', { 'data-label': 'Status' }, badge(a.status, a.status === 'resolved' ? 'ok' : a.status === 'acknowledged' ? 'info' : 'warn')),
         actions ? h('td', {}, actions(a)) : null,
       ),
     ),
-    { class: 'anomalies' },
+    { class: 'anomalies stack' },
   );
 }

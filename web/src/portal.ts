@@ -2,7 +2,7 @@ import './styles.css';
 import { ApiError, createApi, session, type Query } from './api.ts';
 import { anomaliesView, invoicesView, projectedView, usagePanel, type MeterInfo } from './components.ts';
 import { h, note, replace, section } from './dom.ts';
-import { money, period, zoneName } from './format.ts';
+import { money, period, quantity, zoneName } from './format.ts';
 import type { Account, Anomaly, Invoice, InvoiceHead, PortalMeter, Projected, UsageResult } from './types.ts';
 
 /**
@@ -94,7 +94,7 @@ async function show(): Promise<void> {
         'dl',
         { class: 'stats cards' },
         h('div', {}, h('dt', {}, acc.period.source === 'subscription' ? 'Billing period' : 'This month'), h('dd', {}, period(acc.period.start, acc.period.end, tz))),
-        acc.usage.map((u) => h('div', {}, h('dt', {}, `${u.name} so far`), h('dd', { class: 'num', 'data-meter': u.meter, 'data-value': u.value }, u.value))),
+        acc.usage.map((u) => h('div', {}, h('dt', {}, `${u.name} so far`), h('dd', { class: 'num', 'data-meter': u.meter, 'data-value': u.value }, quantity(u.value)))),
         acc.projected ? h('div', {}, h('dt', {}, 'Cost so far'), h('dd', { 'data-value': acc.projected.amountSoFar }, money(acc.projected.amountSoFar, acc.projected.currency))) : null,
         acc.projected ? h('div', {}, h('dt', {}, 'Projected for the period'), h('dd', { class: 'strong', 'data-value': acc.projected.projectedTotal, 'data-testid': 'portal-projected' }, money(acc.projected.projectedTotal, acc.projected.currency))) : null,
         h('div', {}, h('dt', {}, 'Open alerts'), h('dd', {}, String(acc.openAnomalies))),

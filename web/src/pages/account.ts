@@ -2,7 +2,7 @@ import { ApiError } from '../api.ts';
 import type { Page, PageContext } from '../context.ts';
 import { anomaliesView, invoicesView, projectedView, usagePanel, type Cleanup, type MeterInfo } from '../components.ts';
 import { h, note, num, replace, section, table } from '../dom.ts';
-import { dateTime, money, period, zoneName } from '../format.ts';
+import { dateTime, money, period, quantity as formatQuantity, zoneName } from '../format.ts';
 import type { Account, AccountSummary, Adjustment, Anomaly, Invoice, InvoiceHead, Meter, PortalTokenCreated, PortalTokenRecord, Projected, UsageResult } from '../types.ts';
 
 const REASON_CODES = ['goodwill', 'outage_credit', 'billing_error', 'duplicate_usage', 'contract_change', 'prepaid', 'other'];
@@ -64,7 +64,7 @@ export const accountPage: Page = (ctx, [rawKey]) => {
         { class: 'stats cards' },
         h('div', {}, h('dt', {}, 'Plan'), h('dd', {}, acc.subscriptions.map((s) => s.planName).join(', ') || 'none')),
         h('div', {}, h('dt', {}, acc.period.source === 'subscription' ? 'Billing period' : 'Calendar month'), h('dd', {}, period(acc.period.start, acc.period.end, tz))),
-        acc.usage.map((u) => h('div', {}, h('dt', {}, `${u.name} so far`), h('dd', { class: 'num', 'data-meter': u.meter, 'data-value': u.value }, u.value))),
+        acc.usage.map((u) => h('div', {}, h('dt', {}, `${u.name} so far`), h('dd', { class: 'num', 'data-meter': u.meter, 'data-value': u.value }, formatQuantity(u.value)))),
         acc.projected ? h('div', {}, h('dt', {}, 'Projected invoice'), h('dd', { class: 'strong', 'data-value': acc.projected.projectedTotal }, money(acc.projected.projectedTotal, acc.projected.currency))) : null,
         h('div', {}, h('dt', {}, 'Open anomalies'), h('dd', {}, String(acc.openAnomalies))),
       ),
@@ -153,15 +153,15 @@ function adjustments(ctx: PageContext, el: HTMLElement, acc: AccountSummary, met
                   h(
                     'tr',
                     { 'data-adjustment': a.id },
-                    h('td', { class: 'nowrap' }, dateTime(a.createdAt, tz)),
-                    h('td', {}, a.kind.replace('_', ' ')),
-                    a.kind === 'usage_correction' ? num(a.quantity, `${a.quantity} ${a.meter}`) : num(a.amount, money(a.amount, a.currency)),
-                    h('td', { 'data-col': 'reason' }, a.reasonCode),
-                    h('td', {}, a.note, a.expiresAt ? h('div', { class: 'muted small' }, `expires ${dateTime(a.expiresAt, tz)}`) : null, a.periodStart ? h('div', { class: 'muted small' }, `period of ${dateTime(a.periodStart, tz)}`) : null),
-                    h('td', { class: 'mono small', title: a.actor }, a.actor.slice(0, 8)),
+                    h('td', { class: 'nowrap', 'data-label': 'When' }, dateTime(a.createdAt, tz)),
+                    h('td', { 'data-label': 'Kind' }, a.kind.replace('_', ' ')),
+                    a.kind === 'usage_correction' ? num(a.quantity, `${formatQuantity(a.quantity)} ${a.meter}`, { 'data-label': 'Quantity' }) : num(a.amount, money(a.amount, a.currency), { 'data-label': 'Amount' }),
+                    h('td', { 'data-col': 'reason', 'data-label': 'Reason' }, a.reasonCode),
+                    h('td', { 'data-label': 'Note' }, a.note, a.expiresAt ? h('div', { class: 'muted small' }, `expires ${dateTime(a.expiresAt, tz)}`) : null, a.periodStart ? h('div', { class: 'muted small' }, `period of ${dateTime(a.periodStart, tz)}`) : null),
+                    h('td', { class: 'mono small', title: a.actor, 'data-label': 'By' }, a.actor.slice(0, 8)),
                   ),
                 ),
-                { class: 'audit', 'aria-label': 'Audit trail' },
+                { class: 'audit stack', 'aria-label': 'Audit trail' },
               ),
         ),
       (err: unknown) => failed(trail, err, 'adjustments (billing scope)'),

@@ -1,7 +1,7 @@
 import { ApiError } from '../api.ts';
 import type { Page } from '../context.ts';
 import { h, note, replace } from '../dom.ts';
-import { dateTime } from '../format.ts';
+import { dateTime, quantity } from '../format.ts';
 import type { DeadLetter, DeadLetters, Redriven } from '../types.ts';
 
 /** Events accepted but not counted, with the reason; admins re-drive one once the cause is fixed. */
@@ -57,7 +57,7 @@ export const deadLettersPage: Page = (ctx) => {
   const load = async () => {
     try {
       const r = await ctx.api.get<DeadLetters>('/api/v1/dead-letters', { limit: '50', ...(after !== undefined ? { afterSeq: String(after) } : {}) });
-      count.textContent = `${r.total} dead letter${r.total === 1 ? '' : 's'}`;
+      count.textContent = `${quantity(String(r.total))} dead letter${r.total === 1 ? '' : 's'}`;
       if (after === undefined) {
         if (r.items.length === 0) return replace(list, note('No dead letters: every accepted event was counted.'));
         replace(list, h('div', { class: 'table-wrap' }, h('table', { class: 'dead-letters' }, h('thead', {}, h('tr', {}, ['Seq', 'When', 'Reason and event', 'Action'].map((x) => h('th', { scope: 'col' }, x)))), tbody)));

@@ -1,7 +1,8 @@
 import { ApiError } from '../api.ts';
 import type { Page } from '../context.ts';
+import { amount, qty } from '../components.ts';
 import { badge, h, note, num, replace, section, table } from '../dom.ts';
-import { money, monthRange, period, previousMonth } from '../format.ts';
+import { monthRange, period, previousMonth, quantity } from '../format.ts';
 import type { Aggregates, ReconcileLine, StripeReconcile, UsageReconcile, UsageReconcileRow } from '../types.ts';
 
 /** A ReconcileLine's per-event checks: each must be "0". */
@@ -14,6 +15,31 @@ const PER_EVENT = [
 ] as const;
 const STATUS_BADGE: Record<UsageReconcileRow['status'], [string, string]> = { ok: ['ok', 'ok'], pending: ['pending correction', 'info'], mismatch: ['mismatch', 'bad'], not_additive: ['not additive', 'muted'] };
 const accountLink = (customer: string) => h('a', { href: `#/accounts/${encodeURIComponent(customer)}` }, customer);
+
+/** What the sections of one run found, for the summary above them. */
+interface Tally {
+  /** Rows flagged "mismatch": rollups, metered vs invoiced, Stripe. */
+  mismatches: number;
+  /** Metered more than invoiced, to be billed as a correction on the next invoice: not an error. */
+  pending: number;
+  /** Sections whose request failed: the summary cannot vouch for them. */
+  failed: string[];
+  stripeOff: boolean;
+}
+
+const plural = (n: number, one: string, many: string) => `${quantity(String(n))} ${n === 1 ? one : many}`;
+
+/** One line that agrees with the rows below it: mismatches and pending corrections counted alike, failed sections named. */
+function summaryNote(month: string, t: Tally): HTMLElement {
+  const parts = [plural(t.mismatches, 'mismatch', 'mismatches'), `${quantity(String(t.pending))} pending correction`];
+  const tail = [t.failed.length ? `could not check: ${t.failed.join(', ')}` : '', t.stripeOff ? 'Stripe not checked (sync is off)' : ''].filter(Boolean);
+  const text = `${month}: ${parts.join(', ')}${tail.length ? ` · ${tail.join(' · ')}` : ''}.${t.mismatches ? ' See the flagged rows.' : ''}${t.pending ? ' Pending rows are usage that arrived after the invoice was finalized; it is billed as a correction on the next invoice.' : ''}`;
+  const el = note(text, t.mismatches || t.failed.length ? 'warn' : 'info');
+  el.id = 'recon-summary';
+  el.dataset.mismatches = String(t.mismatches);
+  el.dataset.pending = String(t.pending);
+  return el;
+}
 
 /**
  * For a month: raw events vs per-event values vs each rollup (GET /api/v1/reconcile), metered
@@ -42,17 +68,21 @@ export const reconciliationPage: Page = (ctx) => {
     section('Stripe', 'stripe', stripeEl),
   );
 
-  const fail = (el: HTMLElement, err: unknown) => replace(el, note(err instanceof ApiError && err.status === 403 ? `Your key cannot see this: ${err.message}.` : (err as Error).message, err instanceof ApiError && err.status === 403 ? 'warn' : 'error'));
+  const fail = (el: HTMLElement, err: unknown, what: string, t: Tally) => {
+    t.failed.push(what);
+    replace(el, note(err instanceof ApiError && err.status === 403 ? `Your key cannot see this: ${err.message}.` : (err as Error).message, err instanceof ApiError && err.status === 403 ? 'warn' : 'error'));
+  };
 
   const load = async () => {
     const m = month.value;
     if (!/^\d{4}-\d{2}$/.test(m)) return;
     const { from, to } = monthRange(m);
     for (const el of [rollupsEl, usageEl, aggEl, stripeEl]) replace(el, note('Loading…'));
-    let problems = 0;
+    replace(summary, note(`Checking ${m}…`));
+    const t: Tally = { mismatches: 0, pending: 0, failed: [], stripeOff: false };
     const rollups = ctx.api.get<{ ok: boolean; meters: ReconcileLine[] }>('/api/v1/reconcile', { from, to }).then(
       (r) => {
-        problems += r.meters.filter((l) => !l.ok).length;
+        t.mismatches += r.meters.filter((l) => !l.ok).length;
         replace(
           rollupsEl,
           r.meters.length === 0
@@ -63,21 +93,22 @@ export const reconciliationPage: Page = (ctx) => {
                   const roll = (t: keyof ReconcileLine['rollups']) => {
                     const x = l.rollups[t];
                     const same = x.count === l.values.count && x.sum === l.values.sum;
-                    return h('td', { class: `num ${same ? '' : 'cell-bad'}`, 'data-value': `${x.count}/${x.sum}` }, `${x.count} / ${x.sum}`);
+                    return h('td', { class: `num ${same ? '' : 'cell-bad'}`, 'data-value': `${x.count}/${x.sum}` }, `${quantity(x.count)} / ${quantity(x.sum)}`);
                   };
                   const wrong = PER_EVENT.filter(([k]) => l[k] !== '0').map(([k, label]) => `${l[k]} ${label}`);
                   const perEvent = h('td', { class: wrong.length ? 'cell-bad' : '', 'data-per-event': wrong.length ? 'bad' : 'ok' }, wrong.length ? wrong.join(', ') : 'exact');
-                  return h('tr', { 'data-meter': l.meter, 'data-ok': String(l.ok) }, h('th', { scope: 'row' }, l.meter), num(l.rawEvents), num(l.values.count), num(l.values.sum), roll('meter_usage_1m_v2'), roll('meter_usage_1h_v2'), roll('meter_usage_1d_v2'), num(l.uncounted), perEvent, h('td', {}, badge(l.ok ? 'ok' : 'mismatch', l.ok ? 'ok' : 'bad')));
+                  return h('tr', { 'data-meter': l.meter, 'data-ok': String(l.ok) }, h('th', { scope: 'row' }, l.meter), qty(l.rawEvents), qty(l.values.count), qty(l.values.sum), roll('meter_usage_1m_v2'), roll('meter_usage_1h_v2'), roll('meter_usage_1d_v2'), qty(l.uncounted), perEvent, h('td', {}, badge(l.ok ? 'ok' : 'mismatch', l.ok ? 'ok' : 'bad')));
                 }),
                 { class: 'recon-rollups' },
               ),
         );
       },
-      (err: unknown) => fail(rollupsEl, err),
+      (err: unknown) => fail(rollupsEl, err, 'rollups', t),
     );
     const usage = ctx.api.get<UsageReconcile>('/api/v1/billing/usage-reconcile', { period: m }).then(
       (r) => {
-        problems += r.rows.filter((x) => x.status === 'mismatch').length;
+        t.mismatches += r.rows.filter((x) => x.status === 'mismatch').length;
+        t.pending += r.rows.filter((x) => x.status === 'pending').length;
         replace(
           usageEl,
           r.rows.length === 0
@@ -92,11 +123,11 @@ export const reconciliationPage: Page = (ctx) => {
                     h('th', { scope: 'row' }, accountLink(x.customer)),
                     h('td', {}, x.number ?? x.invoiceId, h('div', { class: 'muted small' }, period(x.periodStart, x.periodEnd, x.timeZone))),
                     h('td', {}, x.meter),
-                    num(x.metered ?? '', x.metered ?? '—'),
-                    num(x.usageCorrections),
-                    num(x.invoiced),
-                    num(x.corrected),
-                    num(x.difference ?? '', x.difference ?? '—'),
+                    x.metered === null ? num('', '—') : qty(x.metered),
+                    qty(x.usageCorrections),
+                    qty(x.invoiced),
+                    qty(x.corrected),
+                    x.difference === null ? num('', '—') : qty(x.difference),
                     h('td', {}, badge(label, kind)),
                   );
                 }),
@@ -104,7 +135,7 @@ export const reconciliationPage: Page = (ctx) => {
               ),
         );
       },
-      (err: unknown) => fail(usageEl, err),
+      (err: unknown) => fail(usageEl, err, 'metered vs invoiced', t),
     );
     const agg = ctx.api.get<Aggregates>('/api/v1/billing/aggregates', { period: m }).then(
       (r) =>
@@ -114,14 +145,16 @@ export const reconciliationPage: Page = (ctx) => {
             ? note('Nothing invoiced for this month.')
             : table(
                 ['Account', 'Meter', 'Kind', 'Quantity', 'Amount'],
-                r.rows.map((x) => h('tr', { 'data-customer': x.customer }, h('th', { scope: 'row' }, accountLink(x.customer)), h('td', {}, x.meter || '—'), h('td', {}, x.kind.replace('_', ' ')), num(x.quantity), num(x.amount, money(x.amount, x.currency)))),
+                r.rows.map((x) => h('tr', { 'data-customer': x.customer }, h('th', { scope: 'row' }, accountLink(x.customer)), h('td', {}, x.meter || '—'), h('td', {}, x.kind.replace('_', ' ')), qty(x.quantity), amount(x.amount, x.currency))),
               ),
         ),
-      (err: unknown) => fail(aggEl, err),
+      (err: unknown) => fail(aggEl, err, 'aggregates', t),
     );
     const stripe = ctx.api.get<StripeReconcile>('/api/v1/billing/stripe/reconcile').then(
       (r) => {
-        problems += r.mismatches.length;
+        t.mismatches += r.mismatches.length;
+        t.stripeOff = !r.enabled;
+        if (!r.enabled) return replace(stripeEl, note(r.message ?? 'Stripe sync is off: set STRIPE_API_KEY to push finalized invoices to Stripe and reconcile them.'));
         replace(
           stripeEl,
           r.mismatches.length === 0
@@ -129,14 +162,14 @@ export const reconciliationPage: Page = (ctx) => {
             : table(
                 ['Invoice', 'Account', 'Difference (minor units)', 'Details'],
                 // The server's row names no customer (rater's ReconcileRow): the Account cell stays empty, as it always was.
-                r.mismatches.map((x) => h('tr', { class: 'row-bad' }, h('td', {}, x.meterlineInvoiceId), h('td', {}, '—'), num(x.differenceMinor ?? ''), h('td', { class: 'mono small' }, JSON.stringify(x)))),
+                r.mismatches.map((x) => h('tr', { class: 'row-bad' }, h('td', {}, x.meterlineInvoiceId), h('td', {}, '—'), x.differenceMinor ? qty(x.differenceMinor) : num('', '—'), h('td', { class: 'mono small' }, JSON.stringify(x)))),
               ),
         );
       },
-      (err: unknown) => (err instanceof ApiError && err.status === 404 ? replace(stripeEl, note('Stripe sync is not configured (STRIPE_API_KEY is not set).')) : fail(stripeEl, err)),
+      (err: unknown) => fail(stripeEl, err, 'Stripe', t),
     );
     await Promise.all([rollups, usage, agg, stripe]);
-    replace(summary, problems === 0 ? note(`No mismatches found for ${m}.`) : note(`${problems} mismatch${problems === 1 ? '' : 'es'} found for ${m}; see the flagged rows.`, 'warn'));
+    replace(summary, summaryNote(m, t));
   };
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
