@@ -13,6 +13,7 @@ import { chdbDir, natsTopology, openCatalog, readRuntimeInfo, resolveNats, start
 import { runDemo } from './demo.ts';
 import { runBillingDemo } from './demo-billing.ts';
 import { normalizeCurrency, parseByDimensionText, parsePrice, parseValuesText, rate, roundMoney, type RateInput } from '../rater/pricing/index.ts';
+import { registerUnbilledCommand } from './unbilled.ts';
 
 /** The version of this checkout's package.json. */
 const VERSION = (JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -296,6 +297,8 @@ async function withCatalog(fn: (c: Awaited<ReturnType<typeof openCatalog>>) => P
     await server?.stop();
   }
 }
+
+registerUnbilledCommand(program, apiTarget); // meterline unbilled --month YYYY-MM [--csv] (cli/unbilled.ts)
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`meterline: ${isAppError(err) ? err.message : errorMessage(err)}\n`);

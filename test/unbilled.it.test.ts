@@ -1,3 +1,6 @@
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsServerHandle } from '../common/nats-server.ts';
 import type { Unbilled } from '../api/contracts.ts';
@@ -173,6 +176,22 @@ describe('unbilled usage', () => {
     expect(body.message).toContain(field);
     expect(body.message).toContain(reason);
   });
+
+  it('meterline unbilled prints the same rows, as JSON or CSV, and refuses a month that does not exist', async () => {
+    // Asynchronously: this process serves the API the CLI calls.
+    const run = (...args: string[]) =>
+      promisify(execFile)(process.execPath, [path.join(import.meta.dirname, '..', 'bin', 'meterline.mjs'), 'unbilled', '--url', rt.url!.replace('0.0.0.0', '127.0.0.1'), ...args], {
+        env: { ...process.env, METERLINE_API_KEY: rt.adminKey, NO_COLOR: '1' },
+      });
+    const json = (await unbilled(`month=${MONTH}`)).body;
+    const out = await run('--month', MONTH);
+    expect((JSON.parse(out.stdout) as Unbilled).rows).toEqual(json.rows);
+    expect(out.stderr).toContain('no_subscription');
+    expect(out.stderr).toContain('4.11 USD');
+    const csv = await run('--month', MONTH, '--csv');
+    expect(csv.stdout.trimEnd().split('\r\n')).toHaveLength(json.rows.length + 1);
+    await expect(run('--month', '2026-13')).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining('give a month YYYY-MM') });
+  }, 60_000);
 
   it('needs the billing scope', async () => {
     const read = await rt.key('read');
