@@ -2,7 +2,25 @@ import { Decimal } from '../common/decimal.ts';
 import type { Logger } from '../common/logger.ts';
 import type { CatalogReplica } from '../common/catalog.ts';
 import type { Meter } from '../meter/index.ts';
-import { fromLocal, localParts, type Billing, type Customer, type Period, type Plan, type Subscription } from '../rater/index.ts';
+import {
+  BillingCatalog,
+  fromLocal,
+  InvoiceComputer,
+  InvoiceProjection,
+  localParts,
+  type Adjustment,
+  type AdjustmentStore,
+  type Billing,
+  type BillingReads,
+  type Customer,
+  type InvoiceStore,
+  type Period,
+  type Plan,
+  type RoundingMode,
+  type StoredInvoice,
+  type Subscription,
+} from '../rater/index.ts';
+import type { SubjectCutoffQuery } from '../usage/index.ts';
 import type { AnomalyStore } from '../anomaly/index.ts';
 import type { UsageStore } from '../usage/index.ts';
 import type { Accounts, AccountSummary } from './contracts.ts';
@@ -18,6 +36,86 @@ export interface AccountDeps {
   subscriptions: CatalogReplica<Subscription>;
   anomalies?: AnomalyStore;
   logger: Logger;
+  /** The rater's stores and rounding, to price many customers with a few reads (`batchProjector`); absent: one customer at a time. */
+  pricing?: BatchPricing;
+}
+
+/** What pricing many customers together reads: the rater's invoice and adjustment stores, and the rounding billing uses. */
+export interface BatchPricing {
+  invoices: InvoiceStore;
+  adjustments: AdjustmentStore;
+  rounding: RoundingMode;
+  /** From this many customers on, their projections share reads (default 20); fewer are priced one by one. */
+  batchFrom?: number;
+}
+
+type Projected = Awaited<ReturnType<Billing['projected']>>;
+
+/** From this many customers on, their projections share reads (`BatchReads`): below it, reading every subject's usage costs more than it saves. */
+const BATCH_FROM = 20;
+
+function groupBy<V>(rows: V[], key: (v: V) => string): Map<string, V[]> {
+  const m = new Map<string, V[]>();
+  for (const r of rows) (m.get(key(r)) ?? m.set(key(r), []).get(key(r))!).push(r);
+  return m;
+}
+
+/**
+ * The reads of many customers' projections at one instant, made once for all of them (as the
+ * rater's CloseContext does for a close): their finalized invoices and adjustments in one read
+ * each, usage per (meter, ranges, cutoff) for every subject at once, late usage per interval.
+ */
+class BatchReads implements BillingReads {
+  private readonly usageBy = new Map<string, Promise<Map<string, string>>>();
+  private readonly changed = new Map<string, Promise<Set<string>>>();
+
+  private constructor(
+    private readonly usage: UsageStore,
+    private readonly finalizedBy: Map<string, StoredInvoice[]>,
+    private readonly adjustmentsBy: Map<string, Adjustment[]>,
+  ) {}
+
+  static async open(usage: UsageStore, p: BatchPricing, customers: string[]): Promise<BatchReads> {
+    const [finalized, adjustments] = await Promise.all([p.invoices.finalized({ customers }), p.adjustments.list()]);
+    return new BatchReads(usage, groupBy(finalized, (s) => s.invoice.customer), groupBy(adjustments, (a) => a.customer));
+  }
+
+  async finalized(customer: string): Promise<StoredInvoice[]> {
+    return this.finalizedBy.get(customer) ?? [];
+  }
+
+  async adjustments(customer: string): Promise<Adjustment[]> {
+    return this.adjustmentsBy.get(customer) ?? [];
+  }
+
+  async quantity(meter: Meter, q: SubjectCutoffQuery): Promise<string> {
+    const key = `${meter.id}|${JSON.stringify(q.ranges)}|${q.cutoffMs}`;
+    let all = this.usageBy.get(key);
+    if (!all) this.usageBy.set(key, (all = this.usage.quantitiesAtCutoff(meter, { ranges: q.ranges, cutoffMs: q.cutoffMs })));
+    return (await all).get(q.subject) ?? '0';
+  }
+
+  async ingestedBetween(customer: string, period: Period, fromMs: number, toMs: number): Promise<boolean> {
+    const key = `${period.start}|${period.end}|${fromMs}|${toMs}`;
+    let changed = this.changed.get(key);
+    if (!changed) this.changed.set(key, (changed = this.usage.subjectsIngestedBetween(period, fromMs, toMs)));
+    return (await changed).has(customer);
+  }
+}
+
+/**
+ * The projected invoices of `keys` at `nowMs`: the rater's own projection (InvoiceProjection, the
+ * code behind Billing.projected) over shared reads when there are many customers and the stores
+ * were handed in; otherwise Billing.projected per customer.
+ */
+async function projector(deps: AccountDeps, keys: string[], nowMs: number): Promise<(customer: string) => Promise<Projected>> {
+  const p = deps.pricing;
+  if (!p || keys.length < (p.batchFrom ?? BATCH_FROM)) return (c) => deps.billing.projected(c, nowMs);
+  const catalog = new BillingCatalog({ meters: deps.meters, customers: deps.customers, plans: deps.plans, subscriptions: deps.subscriptions });
+  const computer = new InvoiceComputer({ usage: deps.usage, catalog, options: { rounding: p.rounding } });
+  const reads = await BatchReads.open(deps.usage, p, keys);
+  const projection = new InvoiceProjection({ computer, catalog, invoices: p.invoices, reads, options: { graceMs: 0, rounding: p.rounding } });
+  return (c) => projection.projected(c, nowMs);
 }
 
 const SEVERITY_RANK: Record<string, number> = { info: 1, warning: 2, critical: 3 };
@@ -85,13 +183,14 @@ export async function accountSummaries(deps: AccountDeps, keys: string[], nowMs:
   const openP = openAnomalyStats(deps);
   const plans = new Map(deps.plans.list().map((p) => [p.key, p]));
 
-  // Projections of all customers at once (each is a few queries of its own).
+  // Projections of all customers at once (over shared reads when there are many).
+  const project = await projector(deps, customers.map((c) => c.key), nowMs);
   const projections = await Promise.all(
     customers.map(async (c): Promise<{ projected: AccountSummary['projected']; projectedError?: string }> => {
       const active = deps.subscriptions.list().some((s) => s.customer === c.key && Date.parse(s.phases[0]!.start) <= nowMs && !(s.phases.at(-1)?.end && Date.parse(s.phases.at(-1)!.end!) <= nowMs));
       if (!active) return { projected: null };
       try {
-        const ps = await deps.billing.projected(c.key, nowMs);
+        const ps = await project(c.key);
         if (ps.length === 0) return { projected: null };
         // One subscription (the usual case): the rater's own strings, untouched.
         if (ps.length === 1) return { projected: { amountSoFar: ps[0]!.soFar.total, projectedTotal: ps[0]!.projected.total, currency: ps[0]!.soFar.currency } };

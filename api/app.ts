@@ -24,6 +24,7 @@ import { registerPortalRoutes } from './routes/portal.ts';
 import { registerUnbilledRoutes } from './routes/unbilled.ts';
 import { registerUi } from './ui.ts';
 import type { AccountsCacheOptions } from './accounts-cache.ts';
+import type { BatchPricing } from './accounts.ts';
 
 export interface AppDeps {
   logger: Logger;
@@ -41,8 +42,8 @@ export interface AppDeps {
   anomalies?: AnomalyRouteDeps;
   /** Customer-portal tokens (bound to one customer); absent: every portal token is refused. */
   portalTokens?: PortalTokens;
-  /** How the accounts overview cache refreshes (api/accounts-cache.ts); defaults otherwise. */
-  accountsCache?: Partial<AccountsCacheOptions>;
+  /** The accounts overview: how its cache refreshes (api/accounts-cache.ts; defaults otherwise), and the rater's stores to price many customers at once. */
+  accounts?: { cache?: Partial<AccountsCacheOptions>; pricing?: BatchPricing };
   /** Serve the dashboard and portal under /ui/ (default true wherever the API is served). */
   ui?: boolean;
   /** Readiness: every dependency this process needs is reachable. */

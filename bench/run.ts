@@ -28,6 +28,7 @@
  */
 import { Bench, parseOptions } from './harness.ts';
 import { ceilingDecode, ceilingInsert } from './sections/ceiling.ts';
+import { accounts } from './sections/accounts.ts';
 import { close } from './sections/close.ts';
 import { dedupMemory } from './sections/dedup-memory.ts';
 import { e2eHttp, e2eNats, e2eNatsRouted } from './sections/e2e.ts';
@@ -39,7 +40,7 @@ import { start } from './sections/start.ts';
 import { usageQueries } from './sections/usage-queries.ts';
 
 /** Against `meterline start`, which `start` brings up. */
-const ON_START = [start, e2eHttp, e2eNats, e2eNatsRouted, ingestLatencySeparate, ingestLatency, freshness, replay, close];
+const ON_START = [start, e2eHttp, e2eNats, e2eNatsRouted, ingestLatencySeparate, ingestLatency, freshness, replay, accounts, close];
 /** With processes of their own, once `meterline start` has stopped (the nats-server stays). */
 const OWN_PROCESSES = [roles, ceilingInsert, ceilingDecode, dedupMemory, usageQueries];
 

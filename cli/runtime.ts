@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { BASE64URL_KEYS, CatalogReplica } from '../common/catalog.ts';
 import { Leases } from '../common/lease.ts';
-import { Billing, InvoiceSync, type Customer, type Plan, type Subscription } from '../rater/index.ts';
+import { Billing, ClickHouseAdjustments, ClickHouseInvoiceStore, InvoiceSync, type Customer, type Plan, type Subscription } from '../rater/index.ts';
 import { createStripeClient, StripeSync } from '../rater/stripe/index.ts';
 import { AlertDispatcher, AnomalyScanner, ClickHouseAttemptLog, AnomalyStore, DeliveryQueue, type DeliveryQueueOptions, type Threshold, type Webhook } from '../anomaly/index.ts';
 import cron, { type ScheduledTask } from 'node-cron';
@@ -419,6 +419,8 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
           }
         : {}),
       ingest: { maxBodyBytes: config.INGEST_MAX_BODY_BYTES, maxBatchEvents: config.INGEST_MAX_BATCH_EVENTS, limits },
+      // The accounts overview prices many customers over shared reads of the rater's stores.
+      ...(store ? { accounts: { pricing: { invoices: new ClickHouseInvoiceStore(store), adjustments: new ClickHouseAdjustments(store), rounding: config.BILLING_ROUNDING } } } : {}),
       ...(scanner && anomalyStore && alerts ? { anomalies: { anomalies: anomalyStore, scanner, alerts, webhooks: catalog.webhooks, thresholds: catalog.thresholds } } : {}),
       ready,
     });

@@ -22,6 +22,8 @@ export interface StoredInvoice {
 
 export interface FinalizedFilter {
   customer?: string;
+  /** Any of these customers (one read for many: the API's accounts overview prices them together). */
+  customers?: string[];
   subscriptionId?: string;
   id?: string;
   periodFromMs?: number;
@@ -111,6 +113,7 @@ export class ClickHouseInvoiceStore implements InvoiceStore {
       params[name] = value;
     };
     cond('customer = {customer:String}', 'customer', filter.customer);
+    cond('customer IN {customers:Array(String)}', 'customers', filter.customers);
     cond('subscription_id = {sub:String}', 'sub', filter.subscriptionId);
     cond('id = {id:String}', 'id', filter.id);
     cond(`period_start >= fromUnixTimestamp64Milli({pf:Int64}, 'UTC')`, 'pf', filter.periodFromMs);

@@ -3,6 +3,7 @@ import { Decimal } from 'decimal.js';
 import type { NatsServerHandle } from '../common/nats-server.ts';
 import { silentLogger } from '../common/logger.ts';
 import { AnomalyStore } from '../anomaly/index.ts';
+import { ClickHouseAdjustments, ClickHouseInvoiceStore } from '../rater/index.ts';
 import { ClickHouseUsageStore } from '../usage/index.ts';
 import { accountSummaries, type AccountDeps } from '../api/accounts.ts';
 import type { AccountRow, AccountsPage } from '../api/contracts.ts';
@@ -130,6 +131,15 @@ describe('accounts cache', () => {
     await post('/api/v1/adjustments', { customer: 'acc-1', kind: 'credit', amount: '5.00', reasonCode: 'goodwill' });
     const after = await eventually(() => page('?q=acc-1'), (p) => p.items[0]!.computedAt > before.computedAt, 30_000);
     expect(after.items[0]!.projected!.amountSoFar).toBe(new Decimal(before.projected!.amountSoFar).minus(5).toFixed(2));
+  });
+
+  it('prices many customers over shared reads exactly as one by one', async () => {
+    const keys = [...customers.map((x) => x.key), 'acc-6'];
+    const nowMs = Date.now();
+    const pricing = { invoices: new ClickHouseInvoiceStore(rt.store!), adjustments: new ClickHouseAdjustments(rt.store!), rounding: 'half_up' as const, batchFrom: 1 };
+    const [batched, single] = await Promise.all([accountSummaries({ ...deps, pricing }, keys, nowMs), accountSummaries(deps, keys, nowMs)]);
+    expect(batched.items.filter((i) => i.projected).length).toBe(5); // acc-1 with its credit
+    expect(batched).toEqual(single);
   });
 
   it('pages, sorts and searches on the server', async () => {

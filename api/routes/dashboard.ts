@@ -63,10 +63,10 @@ export function registerDashboardRoutes(app: FastifyInstance, deps: AppDeps & { 
 
   const b = deps.billing;
   if (!b) return;
-  const accountDeps: AccountDeps = { usage: deps.usage, meters: deps.meters, billing: b.billing, customers: b.customers, plans: b.plans, subscriptions: b.subscriptions, anomalies: deps.anomalies?.anomalies, logger: deps.logger };
+  const accountDeps: AccountDeps = { usage: deps.usage, meters: deps.meters, billing: b.billing, customers: b.customers, plans: b.plans, subscriptions: b.subscriptions, anomalies: deps.anomalies?.anomalies, logger: deps.logger, pricing: deps.accounts?.pricing };
 
   // The overview of every customer is served from memory, refreshed incrementally (api/accounts-cache.ts).
-  const cache = new AccountsCache({ ...accountDeps, registry: deps.metrics.registry }, deps.accountsCache);
+  const cache = new AccountsCache({ ...accountDeps, registry: deps.metrics.registry }, deps.accounts?.cache);
   cache.start();
   app.addHook('onClose', () => cache.stop());
   // Writes through this process that change summaries without a catalog or usage change are seen
