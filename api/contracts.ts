@@ -285,5 +285,7 @@ export const UnbilledSchema = z.object({
   to: z.string(),
   rows: z.array(UnbilledRowSchema),
   totals: z.array(z.object({ reason: z.enum(UnbilledReasonValues), currency: z.string().nullable(), amount: z.string().nullable(), rows: z.number().int() })),
+  /** The priced rows per currency over every reason. */
+  currencyTotals: z.array(z.object({ currency: z.string(), amount: z.string(), rows: z.number().int() })),
 });
 export type Unbilled = z.infer<typeof UnbilledSchema>;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Plan, Subscription } from './contracts.ts';
-import { listPrice, subtractRanges, unbilledRanges, unbilledTotals, unionRanges, type UnbilledCatalog, type UnbilledRow } from './unbilled.ts';
+import { listPrice, subtractRanges, unbilledCurrencyTotals, unbilledRanges, unbilledTotals, unionRanges, type UnbilledCatalog, type UnbilledRow } from './unbilled.ts';
 
 const NOV = Date.UTC(2026, 10, 1);
 const DEC = Date.UTC(2026, 11, 1);
@@ -114,6 +114,12 @@ describe('unbilledTotals', () => {
       { reason: 'unknown_subject', currency: 'JPY', amount: '7', rows: 1 },
       { reason: 'unknown_subject', currency: 'USD', amount: '3.35', rows: 2 },
       { reason: 'no_subscription', currency: 'USD', amount: '0.10', rows: 1 },
+    ]);
+  });
+  it('sums per currency over every reason', () => {
+    expect(unbilledCurrencyTotals([row('unknown_subject', '1.10', 'USD'), row('meter_not_priced', null, null), row('no_subscription', '0.10', 'USD'), row('unknown_subject', '7', 'JPY')])).toEqual([
+      { currency: 'JPY', amount: '7', rows: 1 },
+      { currency: 'USD', amount: '1.20', rows: 2 },
     ]);
   });
 });

@@ -243,6 +243,15 @@ export function unbilledTotals(rows: readonly UnbilledRow[]): UnbilledTotal[] {
   return out;
 }
 
+/** The priced rows' sum per currency over every reason, in currency order. */
+export function unbilledCurrencyTotals(rows: readonly UnbilledRow[]): { currency: string; amount: string; rows: number }[] {
+  const currencies = [...new Set(rows.flatMap((r) => (r.currency === null ? [] : [r.currency])))].sort();
+  return currencies.map((currency) => {
+    const group = rows.filter((r) => r.currency === currency);
+    return { currency, amount: roundMoney(group.reduce((acc, r) => acc.plus(r.amount ?? 0), new Decimal(0)).toFixed(), currency), rows: group.length };
+  });
+}
+
 /** Rows in a stable order: reason, subject, meter. */
 export function sortUnbilledRows(rows: UnbilledRow[]): UnbilledRow[] {
   const order = (r: UnbilledReason) => UnbilledReasons.indexOf(r);

@@ -144,6 +144,8 @@ describe('unbilled usage', () => {
       { reason: 'no_subscription', currency: 'USD', amount: '4.11', rows: 5 },
       { reason: 'meter_not_in_plan', currency: 'USD', amount: '4.00', rows: 2 },
     ]);
+    // 0.07 + 4.11 + 4.00 over the 8 priced rows.
+    expect(body.currencyTotals).toEqual([{ currency: 'USD', amount: '8.18', rows: 8 }]);
   });
 
   it('cuts the month in timeZone when given', async () => {

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { Meter } from '../../meter/index.ts';
-import { fromLocal, listPrice, sortUnbilledRows, unbilledRanges, unbilledTotals, type Period, type UnbilledCatalog, type UnbilledReason, type UnbilledRow } from '../../rater/index.ts';
+import { fromLocal, listPrice, sortUnbilledRows, unbilledCurrencyTotals, unbilledRanges, unbilledTotals, type Period, type UnbilledCatalog, type UnbilledReason, type UnbilledRow } from '../../rater/index.ts';
 import type { UsageStore } from '../../usage/index.ts';
 import type { AppDeps } from '../app.ts';
 import { UnbilledSchema, type Unbilled } from '../contracts.ts';
@@ -109,6 +109,6 @@ export function registerUnbilledRoutes(app: FastifyInstance, deps: AppDeps & { u
     if (wantsCsv(req)) {
       return sendCsv(reply, `unbilled-${q.month}.csv`, CSV_HEADER, rows.map((r) => [r.reason, r.subject, r.customer, r.meter, r.aggregation, r.quantity, r.amount, r.currency, r.plan, r.charge, r.priceSource, r.ranges.map((x) => `${x.start}/${x.end}`).join(' '), r.note]));
     }
-    return { month: q.month, timeZone: q.timeZone, from: iso(month.start), to: iso(month.end), rows, totals: unbilledTotals(rows) } satisfies Unbilled;
+    return { month: q.month, timeZone: q.timeZone, from: iso(month.start), to: iso(month.end), rows, totals: unbilledTotals(rows), currencyTotals: unbilledCurrencyTotals(rows) } satisfies Unbilled;
   });
 }

@@ -8,6 +8,7 @@ import { accountPage } from './pages/account.ts';
 import { reconciliationPage } from './pages/reconciliation.ts';
 import { deadLettersPage } from './pages/dead-letters.ts';
 import { catalogPage } from './pages/catalog.ts';
+import { unbilledPage } from './pages/unbilled.ts';
 import type { WhoAmI } from './types.ts';
 
 /**
@@ -25,12 +26,14 @@ const routes: [RegExp, Page][] = [
   [/^#\/reconciliation\/?$/, reconciliationPage],
   [/^#\/dead-letters\/?$/, deadLettersPage],
   [/^#\/catalog\/?$/, catalogPage],
+  [/^#\/unbilled\/?$/, unbilledPage],
 ];
 const NAV = [
   ['#/accounts', 'Accounts'],
   ['#/reconciliation', 'Reconciliation'],
   ['#/dead-letters', 'Dead letters'],
   ['#/catalog', 'Catalog'],
+  ['#/unbilled', 'Unbilled usage'],
 ] as const;
 
 let cleanup: Cleanup | undefined;
