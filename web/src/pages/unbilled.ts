@@ -2,7 +2,7 @@ import type { Unbilled, UnbilledRow } from '../../../api/contracts.ts';
 import { ApiError } from '../api.ts';
 import type { Page } from '../context.ts';
 import { badge, h, note, num, replace, section, table } from '../dom.ts';
-import { money, period, previousMonth } from '../format.ts';
+import { money, period, previousMonth, quantity } from '../format.ts';
 
 type Reason = UnbilledRow['reason'];
 
@@ -33,7 +33,7 @@ function rowsTable(rows: UnbilledRow[], body: Unbilled): HTMLElement {
         { 'data-reason': r.reason, 'data-subject': r.subject, 'data-meter': r.meter },
         h('th', { scope: 'row' }, r.customer ? h('a', { href: `#/accounts/${encodeURIComponent(r.customer)}` }, r.subject) : r.subject),
         h('td', {}, r.meter, h('div', { class: 'muted small' }, r.aggregation)),
-        num(r.quantity),
+        num(r.quantity, quantity(r.quantity), { title: r.quantity }),
         amountCell(r.amount, r.currency),
         h('td', { class: 'small' }, r.plan ? `${r.plan} / ${r.charge ?? ''}` : (r.note ?? '—'), r.priceSource ? h('div', { class: 'muted' }, SOURCE[r.priceSource]) : null),
         h('td', { class: 'small' }, when(r, body)),
