@@ -3,7 +3,7 @@ import tseslint from 'typescript-eslint';
 import meterline from './eslint/boundaries.js';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.meterline/**', 'bench/results/**', 'web/dist/**'] },
+  { ignores: ['node_modules/**', '.meterline/**', 'bench/results/**', 'web/dist/**', 'dist/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -2,18 +2,25 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { migrate, migrationPlan, openStore } from '../common/clickhouse.ts';
 import { loadConfig, type Config } from '../common/config.ts';
 import { errorMessage, isAppError } from '../common/errors.ts';
-import { createLogger, silentLogger } from '../common/logger.ts';
-import { openNats } from '../common/nats.ts';
-import { startStoreServer } from '../store-server/index.ts';
 import { Scopes, type Scope } from '../api/index.ts';
-import { chdbDir, natsTopology, openCatalog, readRuntimeInfo, resolveNats, startRuntime, type Role } from './runtime.ts';
-import { runDemo } from './demo.ts';
-import { runBillingDemo } from './demo-billing.ts';
-import { normalizeCurrency, parseByDimensionText, parsePrice, parseValuesText, rate, roundMoney, type RateInput } from '../rater/pricing/index.ts';
+import { chdbDir, readRuntimeInfo } from './runtime-info.ts';
+import type { openCatalog, Role } from './runtime.ts';
+import type { RateInput } from '../rater/pricing/index.ts';
+import { registerInvoiceCommand } from './invoice-dry-run.ts';
 import { registerUnbilledCommand } from './unbilled.ts';
+
+// What a command runs loads when it runs, so `--help`, `--version` and the light commands never
+// load fastify, NATS, chDB or Stripe: in the bundle (deploy/build.mjs) each import() below is a
+// chunk of its own, loaded on demand (docs/runbook.md#start-up). Static imports stay light.
+const runtime = () => import('./runtime.ts');
+const logging = () => import('../common/logger.ts');
+const clickhouse = () => import('../common/clickhouse.ts');
+const natsClient = () => import('../common/nats.ts');
+const storeServer = () => import('../store-server/index.ts');
+const demos = () => Promise.all([import('./demo.ts'), import('./demo-billing.ts')]);
+const pricing = () => import('../rater/pricing/index.ts');
 
 /** The version of this checkout's package.json. */
 const VERSION = (JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -35,8 +42,8 @@ async function runRoles(roles: Role[], opts: { demo?: boolean }) {
   const demoGrace = opts.demo && !process.env.BILLING_GRACE;
   if (demoGrace) process.env.BILLING_GRACE = DEMO_BILLING_GRACE;
   const cfg = config();
-  const logger = createLogger({ level: cfg.LOG_LEVEL });
-  const rt = await startRuntime(cfg, roles, logger);
+  const logger = (await logging()).createLogger({ level: cfg.LOG_LEVEL });
+  const rt = await (await runtime()).startRuntime(cfg, roles, logger);
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
@@ -61,6 +68,7 @@ async function runRoles(roles: Role[], opts: { demo?: boolean }) {
     const key = rt.firstAdminKey ?? readAdminKey(cfg);
     if (!key) say('demo: no admin key found in the state folder; create one with `meterline keys create --scope admin` and set METERLINE_API_KEY');
     else {
+      const [{ runDemo }, { runBillingDemo }] = await demos();
       await runDemo(rt.url, key, say);
       say(demoGrace ? `\ndemo: BILLING_GRACE=${DEMO_BILLING_GRACE} for this process, so the demo can close a billing period within minutes (the default is 1h; set BILLING_GRACE to choose)` : `\ndemo: BILLING_GRACE=${process.env.BILLING_GRACE} (as set)`);
       await runBillingDemo(rt.url, key, say, { graceMs: cfg.BILLING_GRACE });
@@ -104,9 +112,9 @@ program
   .option('--data-dir <dir>', 'chDB data directory (default: CLICKHOUSE_DATA_DIR, else <state dir>/clickhouse)')
   .action(async (opts: { host: string; port: number; dataDir?: string }) => {
     const cfg = config();
-    const logger = createLogger({ level: cfg.LOG_LEVEL });
+    const logger = (await logging()).createLogger({ level: cfg.LOG_LEVEL });
     const dataDir = path.resolve(opts.dataDir ?? chdbDir(cfg));
-    const store = await startStoreServer({ dataDir, host: opts.host, port: opts.port, password: cfg.STORE_PASSWORD, logger: logger.child({ component: 'store' }) });
+    const store = await (await storeServer()).startStoreServer({ dataDir, host: opts.host, port: opts.port, password: cfg.STORE_PASSWORD, logger: logger.child({ component: 'store' }) });
     let stopping = false;
     const shutdown = async (signal: string) => {
       if (stopping) return;
@@ -160,6 +168,7 @@ program
     const cfg = config();
     const cluster = opts.cluster ?? cfg.CLICKHOUSE_CLUSTER;
     const db = cfg.CLICKHOUSE_DATABASE;
+    const { migrate, migrationPlan, openStore } = await clickhouse();
     if (opts.print) {
       const plan = migrationPlan(db, { cluster });
       const out = [`-- Meterline ClickHouse schema for database ${db}, ${cluster ? `clustered form for cluster '${cluster}'` : 'single node'} (\`meterline migrate --print\`).`];
@@ -170,7 +179,7 @@ program
       process.stdout.write(out.join('\n'));
       return;
     }
-    const logger = createLogger({ level: cfg.LOG_LEVEL });
+    const logger = (await logging()).createLogger({ level: cfg.LOG_LEVEL });
     const store = await openStore({ url: cfg.CLICKHOUSE_URL, user: cfg.CLICKHOUSE_USER, password: cfg.CLICKHOUSE_PASSWORD, dataDir: chdbDir(cfg), db });
     try {
       const applied = await migrate(store, logger, { cluster });
@@ -247,7 +256,8 @@ program
   .addOption(new Option('--values <file>', 'per-event amounts (percentage model): a JSON array, or one amount per line').conflicts('quantity'))
   .option('--by-dimension <file>', 'usage per dimension value (dimensional model): JSON {"<value>": "<quantity>" | {"quantity": "...", "values": [...]}}')
   .option('--currency <code>', 'ISO 4217 currency the amount is rounded to', 'USD')
-  .action((opts: { price: string; quantity?: string; values?: string; byDimension?: string; currency: string }) => {
+  .action(async (opts: { price: string; quantity?: string; values?: string; byDimension?: string; currency: string }) => {
+    const { normalizeCurrency, parseByDimensionText, parsePrice, parseValuesText, rate, roundMoney } = await pricing();
     const currency = normalizeCurrency(opts.currency);
     if (opts.quantity === undefined && opts.values === undefined && opts.byDimension === undefined) throw new Error('rate: give --quantity, --values or --by-dimension');
     const read = (file: string) => {
@@ -274,6 +284,9 @@ program
     process.stdout.write(JSON.stringify(out, null, 2) + '\n');
   });
 
+registerInvoiceCommand(program); // meterline invoice --dry-run --scenario <file> (cli/invoice-dry-run.ts)
+registerUnbilledCommand(program, apiTarget); // meterline unbilled --month YYYY-MM [--csv] (cli/unbilled.ts)
+
 function apiTarget(urlOpt?: string): { url: string; key: string } {
   const cfg = config();
   const url = urlOpt ?? process.env.METERLINE_URL ?? readRuntimeInfo(cfg)?.httpUrl;
@@ -285,9 +298,10 @@ function apiTarget(urlOpt?: string): { url: string; key: string } {
 
 async function withCatalog(fn: (c: Awaited<ReturnType<typeof openCatalog>>) => Promise<void>) {
   const cfg = config();
-  const logger = silentLogger();
+  const logger = (await logging()).silentLogger();
+  const { natsTopology, openCatalog, resolveNats } = await runtime();
   const { url, server } = await resolveNats(cfg, logger);
-  const nats = await openNats(url, natsTopology(cfg), logger, 'meterline-cli');
+  const nats = await (await natsClient()).openNats(url, natsTopology(cfg), logger, 'meterline-cli');
   const catalog = await openCatalog(nats, logger);
   try {
     await fn(catalog);
@@ -297,8 +311,6 @@ async function withCatalog(fn: (c: Awaited<ReturnType<typeof openCatalog>>) => P
     await server?.stop();
   }
 }
-
-registerUnbilledCommand(program, apiTarget); // meterline unbilled --month YYYY-MM [--csv] (cli/unbilled.ts)
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`meterline: ${isAppError(err) ? err.message : errorMessage(err)}\n`);

@@ -16,13 +16,16 @@ import { AppError } from '../common/errors.ts';
 import type { Logger } from '../common/logger.ts';
 import { createMetrics, type Metrics } from '../common/metrics.ts';
 import { openNats, type NatsClients } from '../common/nats.ts';
-import { findNatsServers, natsConfPath, procAvailable, procInfo, startNatsServer, terminateProcess, type NatsServerHandle, type ProcInfo } from '../common/nats-server.ts';
+import { findNatsServers, natsConfPath, procAvailable, procInfo, startNatsServer, terminateProcess, type NatsServerHandle } from '../common/nats-server.ts';
 import { startOpsServer } from './ops-server.ts';
+import { chdbDir, isMeterline, readRuntimeFile, readRuntimeInfo, runtimeFile, type RuntimeInfo } from './runtime-info.ts';
 import { EventPublisher } from '../ingest/index.ts';
 import type { Meter } from '../meter/index.ts';
 import { DeadLetters, Processor } from '../processor/index.ts';
 import { ClickHouseUsageStore } from '../usage/index.ts';
 import { ApiKeys, buildApp, PortalTokens, type ApiKeyRecord, type PortalTokenRecord } from '../api/index.ts';
+
+export { chdbDir, readRuntimeInfo, runtimeFile, type RuntimeInfo } from './runtime-info.ts';
 
 export const Roles = ['ingest', 'processor', 'api', 'scheduler'] as const;
 export type Role = (typeof Roles)[number];
@@ -60,19 +63,6 @@ export function deliveryQueueOptions(config: Config): DeliveryQueueOptions {
   };
 }
 
-/** Where `meterline start` records how to reach it, for the other CLI commands. */
-export function runtimeFile(config: Config): string {
-  return path.join(config.stateDir, 'runtime.json');
-}
-
-export interface RuntimeInfo {
-  pid: number;
-  natsUrl: string;
-  httpUrl?: string;
-  /** The embedded nats-server's pid, when this process runs one (it changes when it is restarted). */
-  natsPid?: number;
-}
-
 /** A ping answered within `ms` (a flush waits through a disconnect, readiness must not). */
 async function flushWithin(nats: NatsClients, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
@@ -84,46 +74,12 @@ async function flushWithin(nats: NatsClients, ms: number): Promise<boolean> {
   }
 }
 
-export function readRuntimeInfo(config: Config): RuntimeInfo | undefined {
-  try {
-    const info = JSON.parse(fs.readFileSync(runtimeFile(config), 'utf8')) as RuntimeInfo;
-    process.kill(info.pid, 0);
-    // A pid reused by another program is not a running Meterline (Linux: its command line says).
-    if (procAvailable() && info.pid !== process.pid) {
-      const p = procInfo(info.pid);
-      if (!p || !isMeterline(p)) return undefined;
-    }
-    return info;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * An embedded store has one owner process, so its processor's name follows its data folder: a
  * restart takes its partitions back at once instead of waiting for its old leases to expire.
  */
 function embeddedProcessorId(config: Config): string {
   return `local-${createHash('sha256').update(`${os.hostname()}:${chdbDir(config)}`).digest('hex').slice(0, 16)}`;
-}
-
-export function chdbDir(config: Config): string {
-  return path.resolve(config.CLICKHOUSE_DATA_DIR ?? path.join(config.stateDir, 'clickhouse'));
-}
-
-/** runtime.json as written, whether or not its process still runs. */
-function readRuntimeFile(config: Config): RuntimeInfo | undefined {
-  try {
-    const info = JSON.parse(fs.readFileSync(runtimeFile(config), 'utf8')) as RuntimeInfo;
-    return Number.isInteger(info?.pid) && typeof info.natsUrl === 'string' ? info : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** A Meterline process: `meterline …` (bin/meterline.mjs) or `node … cli/main.ts`. */
-function isMeterline(p: ProcInfo): boolean {
-  return p.argv.some((a) => /^meterline(\.mjs)?$/.test(path.basename(a)) || /(^|[\\/])cli[\\/]main\.[cm]?[jt]s$/.test(a));
 }
 
 /**
@@ -414,6 +370,8 @@ export async function startRuntime(config: Config, roles: readonly Role[], logge
               customers: catalog.customers,
               plans: catalog.plans,
               subscriptions: catalog.subscriptions,
+              // Invoice listings page in ClickHouse.
+              invoicePages: new ClickHouseInvoiceStore(store!),
               ...(invoiceSync ? { stripe: { status: (id: string) => invoiceSync.status(id), reconcile: () => invoiceSync.reconcile() } } : {}),
             },
           }

@@ -7,8 +7,10 @@
 //   2. nats-server (Debian package) when it is not on PATH and NATS_URL is not set;
 //   3. Chromium (Debian package, /usr/bin/chromium) for the browser tests (test/browser/), when
 //      it is missing. Without root or passwordless sudo it says how to install it and goes on:
-//      the browser tests then fail with the same message (they never skip silently).
-// Idempotent and quiet when everything is in place. Used by `npm run demo` and `npm test`.
+//      the browser tests then fail with the same message (they never skip silently);
+//   4. the CLI bundle dist/meterline.mjs (deploy/build.mjs) when a source changed since it was
+//      built, so `meterline` starts without compiling TypeScript (docs/runbook.md#start-up).
+// Idempotent and quiet when everything is in place. Used by `npm start`, `npm run demo` and `npm test`.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -72,4 +74,15 @@ if (!fs.existsSync(CHROMIUM)) {
     say(`Chromium is not installed at ${CHROMIUM} and could not be installed automatically (needs root or passwordless sudo).`);
     say('Install it with `sudo apt-get install -y chromium`; until then the browser tests (test/browser/) fail.');
   }
+}
+
+// After npm install: the build needs esbuild from node_modules.
+const { buildIfStale } = await import('./build.mjs');
+try {
+  const built = await buildIfStale();
+  if (built) say(built);
+} catch (err) {
+  say(`building the CLI bundle failed: ${err instanceof Error ? err.message : String(err)}`);
+  say('Fix the error above and run this again (or `node deploy/build.mjs`).');
+  process.exit(1);
 }
