@@ -23,7 +23,7 @@
 //    a compose NATS_URL is a compose host name;
 // 8. the image holds every folder `meterline` loads: the top-level folders reached by imports
 //    from bin/meterline.mjs are each copied by deploy/Dockerfile and let through by its
-//    .dockerignore.
+//    .dockerignore, and it builds the CLI bundle (deploy/build.mjs) that bin/meterline.mjs runs.
 // Exits 1 and lists every problem; prints what it checked otherwise.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -343,6 +343,10 @@ const loadedDirs = new Set();
     if (!new RegExp(`^COPY ${dir} \\./${dir}$`, 'm').test(dockerfile)) problem(path.join(deployDir, 'Dockerfile'), `meterline loads ${dir}/ but the image does not COPY it`);
     if (!ignore.includes(`!${dir}`)) problem(path.join(deployDir, 'Dockerfile.dockerignore'), `meterline loads ${dir}/ but the build context leaves it out (add !${dir})`);
   }
+  // The image runs the CLI bundle (bin/meterline.mjs falls back to compiling TypeScript at every start without it).
+  if (!/^RUN node deploy\/build\.mjs\b/m.test(dockerfile)) problem(path.join(deployDir, 'Dockerfile'), 'the image does not build the CLI bundle (RUN node deploy/build.mjs): meterline would compile its TypeScript at every start');
+  if (!/^COPY deploy\/build\.mjs \.\/deploy\/build\.mjs$/m.test(dockerfile)) problem(path.join(deployDir, 'Dockerfile'), 'the image builds the CLI bundle but does not COPY deploy/build.mjs');
+  if (!ignore.includes('!deploy/build.mjs')) problem(path.join(deployDir, 'Dockerfile.dockerignore'), 'the build context leaves out deploy/build.mjs (add !deploy/build.mjs)');
 }
 
 // ---- report --------------------------------------------------------------------------------
@@ -351,7 +355,7 @@ console.log(`checked ${exprs.length} PromQL expressions: ${used.size} Meterline 
 console.log(`meterline commands: ${[...commands].join(', ')}`);
 console.log(`${links.length} links to runbook sections`);
 console.log(`${probesChecked} probes and healthchecks over HTTP (probe.sh modes: ${[...probeModes].join(', ')}); scraped roles: ${[...scrapedRoles].sort().join(', ')}`);
-console.log(`the image copies every folder meterline loads: ${[...loadedDirs].sort().join(', ')}`);
+console.log(`the image copies every folder meterline loads: ${[...loadedDirs].sort().join(', ')}, and builds the CLI bundle`);
 for (const n of notes) console.log(`note: ${n}`);
 if (problems.length > 0) {
   console.error(`\n${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
