@@ -53,7 +53,7 @@ const subscriptionListing: Listing<Subscription> = {
  * update goes to KV and reaches the replica through its watch, and the caller's next GET reads
  * the replica. Waiting here gives the caller its own write back (read-your-writes).
  */
-function replicaCaughtUp<T>(replica: CatalogReplica<T>, key: string, matches: (v: T | undefined) => boolean, timeoutMs = 5000): Promise<void> {
+export function replicaCaughtUp<T>(replica: CatalogReplica<T>, key: string, matches: (v: T | undefined) => boolean, timeoutMs = 5000): Promise<void> {
   if (matches(replica.get(key))) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {

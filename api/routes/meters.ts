@@ -3,7 +3,10 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../../common/errors.ts';
 import { MeterInputSchema, type Meter } from '../../meter/index.ts';
+import { chargesOfMeter } from '../../rater/index.ts';
 import type { AppDeps } from '../app.ts';
+import { paginate, pageQueryProperties, parsePageQuery, type Listing } from '../pagination.ts';
+import { replicaCaughtUp } from './catalog.ts';
 import { isoTime, jsonBody, parseWith, stringList, timeZoneParam } from '../http.ts';
 import { USAGE_QUERY_LIMITS_TEXT, WindowSizes, type UsageStore } from '../../usage/index.ts';
 
@@ -41,6 +44,50 @@ const meterJsonSchema = {
   additionalProperties: true,
 };
 
+const meterListing: Listing<Meter> = {
+  sort: { slug: (m) => m.slug, name: (m) => m.name ?? m.slug, createdAt: (m) => m.createdAt },
+  defaultSort: 'slug',
+  search: (m) => [m.slug, m.name, m.description, m.eventType],
+};
+
+/** PATCH body: any meter field, so a client may send the meter back whole; only name and description may differ. */
+const MeterEditSchema = z
+  .object({
+    name: z.string().max(200, 'must be at most 200 characters').optional(),
+    description: z.string().max(2000, 'must be at most 2000 characters').optional(),
+  })
+  .passthrough();
+
+/** The fields that define what a meter's stored usage means. */
+const DEFINITION_FIELDS = ['slug', 'eventType', 'aggregation', 'valueProperty', 'groupBy', 'filter'] as const;
+
+/** A changed definition field is refused, naming it: the usage already stored was measured by the old definition. */
+function refuseDefinitionChange(meter: Meter, body: Record<string, unknown>): void {
+  const changed = DEFINITION_FIELDS.filter((f) => f in body && JSON.stringify(body[f]) !== JSON.stringify(meter[f]));
+  if (changed.length === 0) return;
+  const errors = changed.map((f) => ({
+    field: `body.${f}`,
+    reason: `cannot change once the meter exists: usage stored and invoices billed were measured with ${JSON.stringify(meter[f] ?? null)}, and changing it would silently re-define them; create a new meter with the new definition and point the plans' charges at it in a new plan version`,
+  }));
+  throw new AppError('REQUEST_INVALID', `invalid body: ${errors.map((e) => `${e.field}: ${e.reason}`).join('; ')}`, { details: { errors } });
+}
+
+/**
+ * Refuses to delete a meter that a plan still charges for (any version: a subscription pinned
+ * to an old version still bills it), naming them: every close would fail on the missing meter.
+ */
+function refuseIfCharged(deps: AppDeps, meter: Meter): void {
+  const charges = (deps.billing?.plans.list() ?? []).flatMap((p) => chargesOfMeter(p, meter.slug));
+  if (charges.length === 0) return;
+  const plans = [...new Set(charges.map((c) => c.split(' ')[0]!))];
+  throw new AppError(
+    'REQUEST_INVALID',
+    `meter "${meter.slug}" is charged for by plan${plans.length > 1 ? 's' : ''} ${plans.map((p) => `"${p}"`).join(', ')} (${charges.join(', ')}): subscriptions on those versions, and corrections of periods they billed, read it. ` +
+      'To stop billing it, publish a plan version without the charge and migrate the subscriptions; the meter itself stays (rename it with PATCH if it is retired)',
+    { httpStatus: 409, details: { plans, charges } },
+  );
+}
+
 export function registerMeterRoutes(app: FastifyInstance, deps: AppDeps & { usage: UsageStore }): void {
   // A zone Node knows but ClickHouse does not is refused with a 400, never a 500.
   app.addHook('onReady', async () => {
@@ -61,8 +108,25 @@ export function registerMeterRoutes(app: FastifyInstance, deps: AppDeps & { usag
       return reply.status(201).send(meter);
     },
   );
-  app.get('/api/v1/meters', { config: { scope: 'read' }, schema: { tags: ['meters'], summary: 'List meters', response: { 200: { type: 'array', items: meterJsonSchema } } } }, async () =>
-    deps.meters.list().sort((a, b) => a.slug.localeCompare(b.slug)),
+  app.get<{ Querystring: Record<string, string> }>(
+    '/api/v1/meters',
+    {
+      config: { scope: 'read' },
+      schema: {
+        tags: ['meters'],
+        summary: 'List meters: a plain array (as OpenMeter clients expect), every meter unless page or pageSize is given; X-Total-Count counts the matches',
+        querystring: { type: 'object', properties: pageQueryProperties(meterListing as Listing<unknown>) },
+        response: { 200: { type: 'array', items: meterJsonSchema }, 400: { $ref: 'Error#' } },
+      },
+    },
+    async (req, reply) => {
+      const q = parsePageQuery(meterListing, req.query);
+      // Without page or pageSize: every meter, as before pagination (clients that know no paging keep seeing all).
+      const paged = req.query.page === undefined && req.query.pageSize === undefined ? { ...q, pageSize: Number.MAX_SAFE_INTEGER } : q;
+      const page = paginate(deps.meters.list(), meterListing, paged);
+      void reply.header('x-total-count', String(page.totalCount));
+      return page.items;
+    },
   );
   app.get<{ Params: { meter: string } }>(
     '/api/v1/meters/:meter',
@@ -71,11 +135,37 @@ export function registerMeterRoutes(app: FastifyInstance, deps: AppDeps & { usag
   );
   app.delete<{ Params: { meter: string } }>(
     '/api/v1/meters/:meter',
-    { config: { scope: 'admin' }, schema: { tags: ['meters'], summary: 'Delete a meter (its stored values stay, under its id)', response: { 204: { type: 'null' }, 404: { $ref: 'Error#' } } } },
+    { config: { scope: 'admin' }, schema: { tags: ['meters'], summary: 'Delete a meter (its stored values stay, under its id); refused (409) while any version of a plan charges for it', response: { 204: { type: 'null' }, 404: { $ref: 'Error#' }, 409: { $ref: 'Error#' } } } },
     async (req, reply) => {
       const meter = findMeter(deps, req.params.meter);
+      refuseIfCharged(deps, meter);
       await deps.meters.delete(meter.slug);
       return reply.status(204).send();
+    },
+  );
+
+  app.patch<{ Params: { meter: string } }>(
+    '/api/v1/meters/:meter',
+    {
+      config: { scope: 'admin' },
+      schema: {
+        tags: ['meters'],
+        summary: "Edit a meter's name and description",
+        description: 'Only name and description change. slug, eventType, aggregation, valueProperty, groupBy and filter define what the stored usage means; changing them would re-price every period already billed, so they are refused (send them unchanged, or leave them out): create a new meter and point the charges at it in a new plan version.',
+        body: { type: 'object', additionalProperties: true },
+        response: { 200: meterJsonSchema, 400: { $ref: 'Error#' }, 404: { $ref: 'Error#' }, 409: { $ref: 'Error#' } },
+      },
+    },
+    async (req) => {
+      const meter = findMeter(deps, req.params.meter);
+      const body = parseWith(MeterEditSchema, jsonBody(req));
+      refuseDefinitionChange(meter, body);
+      const cur = await deps.meters.getFresh(meter.slug);
+      if (!cur) throw new AppError('METER_NOT_FOUND', `no meter "${meter.slug}"`);
+      const next: Meter = { ...cur.value, ...(body.name !== undefined ? { name: body.name } : {}), ...(body.description !== undefined ? { description: body.description } : {}) };
+      await deps.meters.update(meter.slug, next, cur.revision);
+      await replicaCaughtUp(deps.meters, meter.slug, (v) => v?.name === next.name && v?.description === next.description);
+      return next;
     },
   );
 
