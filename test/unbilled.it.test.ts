@@ -134,6 +134,8 @@ describe('unbilled usage', () => {
       // Around the gap, users u1 and u3: 2 distinct users (not 1 + 2 summed per range).
       ['meter_not_in_plan', 'gap', 'users', '2', '2.00', 'USD', 'pro', 'catalog_lowest'],
     ]);
+    expect(body.rows[0]!.note).toBe('no plan charges this meter');
+    expect(body.rows[2]).toMatchObject({ charge: 'calls', aggregation: 'COUNT' });
     const ends = body.rows.find((r) => r.subject === 'ends' && r.meter === 'calls')!;
     expect(ends.ranges).toEqual([{ start: iso(S + 10 * DAY), end: iso(E) }]);
     expect(ends.customer).toBe('ends');
