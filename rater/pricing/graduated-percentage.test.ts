@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { D } from './decimal.ts';
+import { D, type Dec } from './decimal.ts';
 import { parsePrice, rate, roundMoney } from './index.ts';
 import { percentageTiers, quantity } from './test-arbitraries.ts';
 import type { PercentageTier, Price } from './types.ts';
@@ -30,7 +30,7 @@ describe('graduated_percentage', () => {
 
   it("Lago's documented example: each transaction costs the increase of the total (205.00, 306.00, 80.00)", () => {
     const totals = ['0', '500', '1050', '5050'].map((q) => (q === '0' ? new D(0) : new D(rate(lagoDocs, { quantity: q }).amount)));
-    expect(totals.slice(1).map((t, i) => t.minus(totals[i] as D).toFixed(2))).toEqual(['205.00', '306.00', '80.00']);
+    expect(totals.slice(1).map((t, i) => t.minus(totals[i] as Dec).toFixed(2))).toEqual(['205.00', '306.00', '80.00']);
   });
 
   it('explains each tier: the amount within it, the rate as a unit price, the flat fee', () => {
