@@ -165,6 +165,21 @@ describe('accounts cache', () => {
     expect((await page('?q=nobody-here')).items).toEqual([]);
   });
 
+  it('pages, sorts and searches customers and adjustments; invoices come as a page', async () => {
+    const cust = (await c.get('/api/v1/customers?sort=name&order=desc&pageSize=2&page=1')).json() as { items: { key: string; name: string }[]; page: number; pageSize: number; totalCount: number };
+    expect(cust).toMatchObject({ page: 1, pageSize: 2, totalCount: 6 });
+    expect(cust.items.map((x) => x.name)).toEqual(['Zeta Labs', 'No Plan Inc']);
+    expect(((await c.get('/api/v1/customers?q=mango')).json() as { items: { key: string }[] }).items.map((x) => x.key)).toEqual(['acc-3']);
+    const adj = (await c.get('/api/v1/adjustments?customer=acc-1&q=goodwill')).json() as { items: { kind: string }[]; totalCount: number };
+    expect(adj.totalCount).toBe(1);
+    expect(adj.items[0]!.kind).toBe('credit');
+    const inv = await c.get('/api/v1/invoices?status=finalized&sort=total&order=desc&pageSize=5');
+    expect(inv.statusCode).toBe(200);
+    expect(inv.json()).toEqual({ items: [], page: 1, pageSize: 5, totalCount: 0 });
+    expect((await c.get('/api/v1/invoices?sort=amount')).json()).toMatchObject({ code: 'REQUEST_INVALID' });
+    expect((await c.get('/api/v1/customers?pageSize=5000')).statusCode).toBe(400);
+  });
+
   it('refuses bad paging parameters naming the field', async () => {
     const bad = async (qs: string, field: string) => {
       const r = await c.get(`/api/v1/accounts${qs}`);

@@ -3,9 +3,14 @@ import { z } from 'zod';
 import { AppError } from '../../common/errors.ts';
 import type { CatalogReplica } from '../../common/catalog.ts';
 import type { UsageStore } from '../../usage/index.ts';
+import { Decimal } from '../../common/decimal.ts';
 import {
   CustomerInputSchema,
+  InvoiceSorts,
+  type Adjustment,
   type AggregateRow,
+  type ClickHouseInvoiceStore,
+  type InvoiceSort,
   type Billing,
   type Customer,
   type Invoice,
@@ -15,14 +20,18 @@ import {
 } from '../../rater/index.ts';
 import type { AppDeps } from '../app.ts';
 import { registerCatalogRoutes } from './catalog.ts';
+import { pageQuerystring, pageResponse } from '../listing.ts';
+import { paginate, parsePageQuery, type Listing, type Page, type PageQuery } from '../pagination.ts';
 import { isoTime, jsonBody, monthParam, parseWith, sendCsv, sendJsonStream, timeZoneParam, wantsCsv } from '../http.ts';
-import { AdjustmentKinds, type Aggregates, type InvoiceHead, type Items, type ProjectedInvoices, STRIPE_SYNC_OFF_MESSAGE, type StripeMismatches } from '../contracts.ts';
+import { AdjustmentKinds, type Aggregates, type InvoiceHead, type ProjectedInvoices, STRIPE_SYNC_OFF_MESSAGE, type StripeMismatches } from '../contracts.ts';
 
 export interface BillingRouteDeps {
   billing: Billing;
   customers: CatalogReplica<Customer>;
   plans: CatalogReplica<Plan>;
   subscriptions: CatalogReplica<Subscription>;
+  /** Pages of finalized invoices in SQL (the rater's ClickHouseInvoiceStore); absent: paged in memory. */
+  invoicePages?: Pick<ClickHouseInvoiceStore, 'page'>;
   /** Pushes finalized invoices to Stripe and reports differences; absent without STRIPE_API_KEY. */
   stripe?: { status(invoiceId: string): Promise<unknown>; reconcile(): Promise<ReconcileRow[]> };
 }
@@ -38,6 +47,45 @@ function invoiceCsvRows(inv: Invoice): (string | null)[][] {
 }
 const INVOICE_CSV_HEADER = ['invoice_id', 'number', 'status', 'customer', 'currency', 'period_start', 'period_end', 'line_id', 'kind', 'meter', 'description', 'line_period_start', 'line_period_end', 'quantity', 'unit_price', 'amount', 'breakdown'];
 
+const customerListing: Listing<Customer> = { sort: { key: (c) => c.key, name: (c) => c.name, createdAt: (c) => c.createdAt }, defaultSort: 'key', search: (c) => [c.key, c.name] };
+const adjustmentListing: Listing<Adjustment> = { sort: { createdAt: (a) => a.createdAt, kind: (a) => a.kind }, defaultSort: 'createdAt', search: (a) => [a.id, a.kind, a.reasonCode, a.note] };
+/** The invoices listing's parameters (the order itself is SQL's for finalized invoices, `compareInvoices` for drafts). */
+const invoiceListing: Listing<Invoice> = { sort: Object.fromEntries(InvoiceSorts.map((k) => [k, () => undefined])), defaultSort: 'periodStart', search: (i) => [i.id, i.number ?? undefined, i.customer] };
+
+/** Drafts in the order a sort key asks for, totals compared exactly; ties by id. */
+function compareInvoices(sort: InvoiceSort, x: Invoice, y: Invoice): number {
+  const c =
+    sort === 'total' ? new Decimal(x.total).comparedTo(y.total)
+    : sort === 'customer' ? x.customer.localeCompare(y.customer)
+    : sort === 'number' ? (x.number ?? '').localeCompare(y.number ?? '')
+    : sort === 'issuedAt' ? (x.issuedAt ?? '').localeCompare(y.issuedAt ?? '')
+    : x.periodStart.localeCompare(y.periodStart);
+  return c || x.id.localeCompare(y.id);
+}
+
+/**
+ * A page of invoices: the matching drafts (few: periods in their grace period, computed now)
+ * come first, then the finalized invoices, paged in ClickHouse when the route has the store.
+ */
+async function invoicePage(b: BillingRouteDeps, f: { customer?: string; status?: string; from?: number; to?: number }, drafts: Invoice[], pq: PageQuery): Promise<Page<Invoice>> {
+  const sort = pq.sort as InvoiceSort;
+  const dir = pq.order === 'desc' ? -1 : 1;
+  const needle = pq.q?.toLowerCase();
+  const shownDrafts = drafts.filter((i) => !needle || invoiceListing.search!(i).some((t) => t?.toLowerCase().includes(needle))).sort((x, y) => dir * compareInvoices(sort, x, y));
+  const from = (pq.page - 1) * pq.pageSize;
+  const items = shownDrafts.slice(from, from + pq.pageSize);
+  if (f.status === 'draft') return { items, page: pq.page, pageSize: pq.pageSize, totalCount: shownDrafts.length };
+  const offset = Math.max(0, from - shownDrafts.length);
+  const limit = pq.pageSize - items.length;
+  const filter = { customer: f.customer, periodFromMs: f.from, periodToMs: f.to };
+  const finalized = b.invoicePages
+    ? await b.invoicePages.page({ ...filter, q: pq.q, sort, order: pq.order, offset, limit })
+    : ((all: Invoice[]) => ({ invoices: all.slice(offset, offset + limit), totalCount: all.length }))(
+        (await b.billing.finalized(filter)).map((s) => s.invoice).filter((i) => !needle || invoiceListing.search!(i).some((t) => t?.toLowerCase().includes(needle))).sort((x, y) => dir * compareInvoices(sort, x, y)),
+      );
+  return { items: [...items, ...finalized.invoices], page: pq.page, pageSize: pq.pageSize, totalCount: shownDrafts.length + finalized.totalCount };
+}
+
 /** Customers, plans, subscriptions, invoices, adjustments, close, finance aggregates. Scope: billing. */
 export function registerBillingRoutes(app: FastifyInstance, deps: AppDeps & { usage: UsageStore }, b: BillingRouteDeps): void {
   const scope = { scope: 'billing' as const };
@@ -49,7 +97,10 @@ export function registerBillingRoutes(app: FastifyInstance, deps: AppDeps & { us
     await b.customers.create(input.key, customer);
     return reply.status(201).send(customer);
   });
-  app.get('/api/v1/customers', { config: scope, schema: { tags, summary: 'List customers', response: { 200: { type: 'array', items: obj } } } }, async () => b.customers.list().sort((x, y) => x.key.localeCompare(y.key)));
+  app.get<{ Querystring: Record<string, string> }>('/api/v1/customers', {
+    config: scope,
+    schema: { tags, summary: 'List customers, a page at a time (sort: key, name, createdAt; q: key or name)', querystring: pageQuerystring(customerListing), response: { 200: pageResponse(obj), 400: { $ref: 'Error#' } } },
+  }, async (req): Promise<Page<Customer>> => paginate(b.customers.list(), customerListing, parsePageQuery(customerListing, req.query)));
   app.get<{ Params: { key: string } }>('/api/v1/customers/:key', { config: scope, schema: { tags, summary: 'Get a customer', response: { 200: obj, 404: { $ref: 'Error#' } } } }, async (req) => b.billing.customer(req.params.key));
   app.put<{ Params: { key: string } }>('/api/v1/customers/:key', { config: scope, schema: { tags, summary: 'Replace a customer (optimistic concurrency on the catalog revision)', body: obj, response: { 200: obj } } }, async (req) => {
     const input = parseWith(CustomerInput, { ...(jsonBody(req) as object), key: req.params.key });
@@ -81,14 +132,22 @@ export function registerBillingRoutes(app: FastifyInstance, deps: AppDeps & { us
   });
   app.get<{ Querystring: Record<string, string> }>('/api/v1/invoices', {
     config: scope,
-    schema: { tags, summary: 'List invoices (finalized, and drafts in their grace period); JSON or CSV (?format=csv)', querystring: { type: 'object', properties: { customer: { type: 'string' }, status: { type: 'string', enum: ['draft', 'finalized'] }, from: { type: 'string', format: 'date-time', description: 'period start at or after' }, to: { type: 'string', format: 'date-time', description: 'period start before' }, format: { type: 'string', enum: ['json', 'csv'] } } } },
+    schema: {
+      tags,
+      summary: 'List invoices a page at a time: drafts in their grace period first, then finalized ones (paged in ClickHouse); JSON, or CSV of every matching invoice (?format=csv)',
+      description: `sort: ${InvoiceSorts.join(', ')} (default periodStart); q: a substring of the id, number or customer.`,
+      querystring: pageQuerystring(invoiceListing, { customer: { type: 'string' }, status: { type: 'string', enum: ['draft', 'finalized'] }, from: { type: 'string', format: 'date-time', description: 'period start at or after' }, to: { type: 'string', format: 'date-time', description: 'period start before' }, format: { type: 'string', enum: ['json', 'csv'] } }),
+      response: { 200: pageResponse(obj), 400: { $ref: 'Error#' } },
+    },
   }, async (req, reply) => {
     const q = parseWith(InvoiceQuery, req.query, 'query');
-    const out: Invoice[] = [];
-    if (q.status !== 'draft') out.push(...(await b.billing.finalized({ customer: q.customer, periodFromMs: q.from, periodToMs: q.to })).map((s) => s.invoice));
-    if (q.status !== 'finalized') out.push(...(await b.billing.drafts(Date.now(), q.customer)).filter((i) => (!q.from || Date.parse(i.periodStart) >= q.from) && (!q.to || Date.parse(i.periodStart) < q.to)));
-    if (wantsCsv(req)) return sendCsv(reply, 'invoices.csv', INVOICE_CSV_HEADER, out.flatMap(invoiceCsvRows));
-    return { items: out.map(({ lines: _l, ...head }) => ({ ...head, lineCount: _l.length })) } satisfies Items<InvoiceHead<Invoice>>;
+    const drafts = q.status === 'finalized' ? [] : (await b.billing.drafts(Date.now(), q.customer)).filter((i) => (!q.from || Date.parse(i.periodStart) >= q.from) && (!q.to || Date.parse(i.periodStart) < q.to));
+    if (wantsCsv(req)) {
+      const finalized = q.status === 'draft' ? [] : (await b.billing.finalized({ customer: q.customer, periodFromMs: q.from, periodToMs: q.to })).map((s) => s.invoice);
+      return sendCsv(reply, 'invoices.csv', INVOICE_CSV_HEADER, [...finalized, ...drafts].flatMap(invoiceCsvRows));
+    }
+    const page = await invoicePage(b, q, drafts, parsePageQuery(invoiceListing, req.query));
+    return { ...page, items: page.items.map(({ lines: _l, ...head }) => ({ ...head, lineCount: _l.length })) } satisfies Page<InvoiceHead<Invoice>>;
   });
   app.get<{ Params: { id: string }; Querystring: Record<string, string> }>('/api/v1/invoices/:id', {
     config: scope,
@@ -162,12 +221,12 @@ export function registerBillingRoutes(app: FastifyInstance, deps: AppDeps & { us
     });
     return reply.status(201).send(adj);
   });
-  app.get<{ Querystring: { customer?: string } }>('/api/v1/adjustments', {
+  app.get<{ Querystring: Record<string, string> }>('/api/v1/adjustments', {
     config: scope,
-    schema: { tags, summary: "A customer's adjustments (the audit trail)", querystring: { type: 'object', required: ['customer'], properties: { customer: { type: 'string' } } }, response: { 200: obj } },
-  }, async (req) => {
+    schema: { tags, summary: "A customer's adjustments (the audit trail), a page at a time (sort: createdAt, kind; q: id, kind, reason code or note)", querystring: { ...pageQuerystring(adjustmentListing, { customer: { type: 'string' } }), required: ['customer'] }, response: { 200: pageResponse(obj), 400: { $ref: 'Error#' } } },
+  }, async (req): Promise<Page<Adjustment>> => {
     const q = parseWith(z.object({ customer: z.string().min(1, 'customer is required') }), req.query, 'query');
-    return { items: await b.billing.adjustments(q.customer) };
+    return paginate(await b.billing.adjustments(q.customer), adjustmentListing, parsePageQuery(adjustmentListing, req.query));
   });
 
   // Always registered: with Stripe sync off it answers 200 { enabled: false } (a 404 read as a broken route in the dashboard).

@@ -89,7 +89,7 @@ export const accountPage: Page = (ctx, [rawKey]) => {
       );
     void loadProjected();
 
-    ctx.api.get<{ items: InvoiceHead[] }>('/api/v1/invoices', { customer: key }).then(
+    ctx.api.get<{ items: InvoiceHead[] }>('/api/v1/invoices', { customer: key, pageSize: '1000' }).then(
       (r) => replace(invoicesEl, invoicesView(r.items, (id) => ctx.api.get<Invoice>(`/api/v1/invoices/${encodeURIComponent(id)}`), tz)),
       (err: unknown) => failed(invoicesEl, err, 'invoices (billing scope)'),
     );
@@ -141,7 +141,7 @@ function adjustments(ctx: PageContext, el: HTMLElement, acc: AccountSummary, met
   const tz = acc.customer.timeZone;
   const trail = h('div', {}, note('Loading…'));
   const loadTrail = () =>
-    ctx.api.get<{ items: Adjustment[] }>('/api/v1/adjustments', { customer: key }).then(
+    ctx.api.get<{ items: Adjustment[] }>('/api/v1/adjustments', { customer: key, pageSize: '1000' }).then(
       (r) =>
         replace(
           trail,
