@@ -94,6 +94,26 @@ describe('detect on realistic behaviours (issue 13)', () => {
     });
   });
 
+  describe('a cron job is judged per run, not per hour (02:30 UTC, ~45 min: its events split over two hours)', () => {
+    // First hour 70-80 % of the run's ~1,000 events, the rest in the next hour, as the run's length varies.
+    const first = (t: number) => 700 + ((t * 53) % 100);
+    const run = (t: number) => (t % 24 === 2 ? first(t) : t % 24 === 3 ? 1000 - first(t - 1) : 0);
+    const judged = 6 * HOURS_PER_WEEK + 2 * 24 + 3;
+    const base = () => Array.from({ length: judged + 1 }, (_, t) => run(t));
+    it('a shorter overrun (the run ended at 03:02, its total as usual): no drop at 03:00', () => {
+      const v = base();
+      v[judged - 1] = 970;
+      v[judged] = 30;
+      expect(replay(v, judged - 1, judged + 1, UTC)).toEqual([]);
+    });
+    it('a missed run of ~150 events (below the one-hour outage bar), silent: found as a drop of the run', () => {
+      const small = Array.from({ length: judged }, (_, t) => (t % 24 === 2 ? 140 + ((t * 7) % 20) : 0));
+      small[judged - 1] = 0;
+      const [d] = detect({ startMs: MONDAY, values: small }, P, UTC);
+      expect(d).toMatchObject({ kind: 'drop', observed: 0 });
+    });
+  });
+
   it('a bursty low-volume customer (clumps of ~20 events, 0.3 clumps an office hour) stays quiet for a week', () => {
     const r = rng(11);
     const hours = 7 * HOURS_PER_WEEK;

@@ -60,6 +60,9 @@ const DAY_OFF_MIN_RATIO = 1.5;
 const DAY_OFF_MIN_HOURS = 3;
 /** An hour this far above its baseline, just before a drop, may hold what the dropped hour lacks. */
 const SHIFT_EXCESS = 1.5;
+/** A cron run: at most this many consecutive hours, each ≥ 1/`RUN_CONTRAST` of its busiest, between hours below that. */
+const RUN_MAX_HOURS = 3;
+const RUN_CONTRAST = 10;
 
 type Resolved = Required<DetectorParams>;
 
@@ -95,7 +98,8 @@ export function detect(series: HourlySeries, params: DetectorParams, describe: D
   if (last < 0) return [];
   const first = v.findIndex((x) => x > 0);
   if (first < 0) return [];
-  const judge = (ctx: Ctx) => (v[last] === 0 ? judgeGap(ctx, describe) : judgeLevel(ctx, describe));
+  // A silent hour of a cron's run is also judged as a run (a missed run that a trickle does not fill, or of fewer events than an outage).
+  const judge = (ctx: Ctx) => (v[last] === 0 ? (judgeGap(ctx, describe) ?? (runAround(ctx, last) ? judgeLevel(ctx, describe) : undefined)) : judgeLevel(ctx, describe));
   const [best, other] = contexts(series, first, p, describe.timeZone);
   const d = judge(best);
   // Within weeks of a clock change, an hour is anomalous only if it is under both clocks (a cron that moved an hour is not).
@@ -365,6 +369,74 @@ function shiftedFromPrevious(ctx: Ctx, i: number, level: number, p: Resolved): b
   return ctx.v[i - 1]! > SHIFT_EXCESS * before && (ctx.v[i - 1]! + ctx.v[i]!) * p.minRatio > before + now;
 }
 
+/** Median of the weekly samples of hour `h` (which may be a coming hour: its samples are past); NaN without any. */
+function seasonalMedian(ctx: Ctx, h: number): number {
+  const n = ctx.v.length;
+  const s: number[] = [];
+  for (let k = 1; k <= ctx.p.baselineWeeks; k++) {
+    let j = h - k * HOURS_PER_WEEK;
+    if (ctx.off) j += ctx.off[Math.min(h, n - 1)]! - ctx.off[Math.max(0, j)]!;
+    if (j < ctx.first || j >= n) break;
+    s.push(ctx.v[j]!);
+  }
+  return s.length ? median(s) : Number.NaN;
+}
+
+/** Hours [start, end] of a periodic job's run. */
+interface Run {
+  start: number;
+  end: number;
+}
+
+/**
+ * The cron run hour `i` belongs to, or whose last hour was `i - 1` (an overrun): a block of at most
+ * `RUN_MAX_HOURS` hours whose seasonal medians are ≥ 1/`RUN_CONTRAST` of the block's busiest and
+ * ≥ `minExpected` there, with quieter hours on both sides. Office days and always-on curves are
+ * longer blocks: not runs.
+ */
+function runAround(ctx: Ctx, i: number): Run | undefined {
+  const memo = new Map<number, number>();
+  const E = (h: number) => {
+    let e = memo.get(h);
+    if (e === undefined) memo.set(h, (e = h < ctx.first ? 0 : seasonalMedian(ctx, h)));
+    return e;
+  };
+  for (let c = i; c > i - RUN_MAX_HOURS - 1; c--) {
+    const peak = E(c);
+    if (!(peak >= ctx.p.minExpected)) continue;
+    const q = peak / RUN_CONTRAST;
+    let start = c;
+    let end = c;
+    while (start > c - RUN_MAX_HOURS && E(start - 1) >= q && E(start - 1) <= peak) start--;
+    while (end < c + RUN_MAX_HOURS && E(end + 1) >= q && E(end + 1) <= peak) end++;
+    if (end - start + 1 > RUN_MAX_HOURS || !(E(start - 1) < q) || !(E(end + 1) < q)) continue;
+    if (start <= i && i <= end + 1) return { start, end };
+  }
+  return undefined;
+}
+
+/**
+ * A periodic job is judged per run, not per hour: the hours from the one before the run (an early
+ * start) to `i` (an overrun), observed against the weekly samples of the same window. Where its
+ * events fall within the run's hours varies run to run; its total does not.
+ */
+function runWindow(ctx: Ctx, i: number, run: Run): { observed: number; samples: number[] } {
+  const from = run.start - 1;
+  let observed = 0;
+  for (let h = from; h <= i; h++) observed += Math.max(0, ctx.v[h] ?? 0);
+  const samples: number[] = [];
+  for (let k = 1; k <= ctx.p.baselineWeeks; k++) {
+    let sum = 0;
+    for (let h = from; h <= i; h++) {
+      const j = weekBack(ctx, h, k);
+      if (j < 0) return { observed, samples };
+      sum += Math.max(0, ctx.v[j]!);
+    }
+    samples.push(sum);
+  }
+  return { observed, samples };
+}
+
 /** A slow leak (a retry loop, a client whose volume compounds): usage rising day after day to near `minRatio`× the usual, raised as a spike. */
 function leak(ctx: Ctx, recent: RecentLevel, m: number, describe: DescribeOptions): Detection | undefined {
   const d = recent.dailyLevels;
@@ -394,14 +466,17 @@ function leak(ctx: Ctx, recent: RecentLevel, m: number, describe: DescribeOption
 function judgeLevel(ctx: Ctx, describe: DescribeOptions): Detection | undefined {
   const { v, p, series } = ctx;
   const i = v.length - 1;
-  const samples = weeklySamples(ctx, i, p.baselineWeeks);
-  if (samples.length < MIN_LEVEL_WEEKS) return undefined; // less than two weeks of history: no spikes or drops
-  const observed = v[i]!;
+  const hourSamples = weeklySamples(ctx, i, p.baselineWeeks);
+  if (hourSamples.length < MIN_LEVEL_WEEKS) return undefined; // less than two weeks of history: no spikes or drops
+  const run = runAround(ctx, i);
+  const window = run ? runWindow(ctx, i, run) : undefined;
+  const samples = window && window.samples.length >= MIN_LEVEL_WEEKS ? window.samples : hourSamples;
+  const observed = samples === hourSamples ? v[i]! : window!.observed;
   const m = median(samples);
   const recent = recentLevelOf(ctx, i);
   const D = recent.dispersion;
   // A spike is judged against the higher of the week's and the day's level (after a step up, the new normal), a drop against the lower.
-  const expectedUp = Math.max(m, pooledMean(ctx, i)) * Math.max(recent.level, recent.shortLevel);
+  const expectedUp = Math.max(m, samples === hourSamples ? pooledMean(ctx, i) : 0) * Math.max(recent.level, recent.shortLevel);
   const expectedDown = m * Math.min(recent.level, recent.shortLevel);
   // Week-to-week spread at this hour, counting noise removed (it is in the transform already).
   const hourMad = scaledMad(samples.map(logCount));
@@ -415,7 +490,7 @@ function judgeLevel(ctx: Ctx, describe: DescribeOptions): Detection | undefined 
     kind = 'spike';
     expected = expectedUp;
     ratio = expected > 0 ? observed / expected : Number.POSITIVE_INFINITY;
-  } else if (expectedDown / D >= p.minExpected && observed * p.minRatio <= expectedDown && z(expectedDown) <= -p.zThreshold && !shiftedFromPrevious(ctx, i, expectedDown / m, p)) {
+  } else if (expectedDown / D >= p.minExpected && observed * p.minRatio <= expectedDown && z(expectedDown) <= -p.zThreshold && (run || !shiftedFromPrevious(ctx, i, expectedDown / m, p))) {
     if (looksLikeDayOff(ctx, i, (h) => median(weeklySamples(ctx, h, p.baselineWeeks)) * recent.level, D, c, 1)) return undefined;
     kind = 'drop';
     expected = expectedDown;
@@ -426,8 +501,9 @@ function judgeLevel(ctx: Ctx, describe: DescribeOptions): Detection | undefined 
   const score = Math.abs(z(expected));
   const severity: Severity = score >= 2 * p.zThreshold && ratio >= 2 * p.minRatio ? 'critical' : 'warning';
   const spread = Math.sqrt(D * expected + (c * expected) ** 2);
-  const windowStartMs = series.startMs + i * HOUR_MS;
-  const windowEndMs = windowStartMs + HOUR_MS;
+  const windowEndMs = series.startMs + (i + 1) * HOUR_MS;
+  const windowStartMs = run && samples !== hourSamples ? series.startMs + Math.min(run.start, i) * HOUR_MS : windowEndMs - HOUR_MS;
+  const span = windowEndMs - windowStartMs > HOUR_MS ? `in the run from ${clockTime(windowStartMs, describe.timeZone)} to ${clockTime(windowEndMs, describe.timeZone)}` : `in the hour to ${clockTime(windowEndMs, describe.timeZone)}`;
   return {
     kind,
     severity,
@@ -437,8 +513,16 @@ function judgeLevel(ctx: Ctx, describe: DescribeOptions): Detection | undefined 
     observed,
     baseline: expected,
     spread,
-    message: `${formatExact(observed)} ${describe.unit} in the hour to ${clockTime(windowEndMs, describe.timeZone)}, usually ${expected > 0 ? `${formatApprox(expected)} ± ${formatApprox(spread)}` : 'none'} at this hour`,
+    message: `${formatExact(observed)} ${describe.unit} ${span}, usually ${expected > 0 ? `${formatApprox(expected)} ± ${formatApprox(spread)}` : 'none'} at this hour`,
   };
+}
+
+/** Hour `h` is in (or just after) a cron run whose window so far is no drop: the run happened, its silent hours are its end. */
+function runHappened(ctx: Ctx, h: number, level: number): boolean {
+  const run = runAround(ctx, h);
+  if (!run) return false;
+  const w = runWindow(ctx, h, run);
+  return w.samples.length >= MIN_LEVEL_WEEKS && w.observed * ctx.p.minRatio > median(w.samples) * level;
 }
 
 function judgeGap(ctx: Ctx, describe: DescribeOptions): Detection | undefined {
@@ -455,7 +539,9 @@ function judgeGap(ctx: Ctx, describe: DescribeOptions): Detection | undefined {
   for (let h = runStart; h < n; h++) {
     const s = weeklySamples(ctx, h, p.baselineWeeks);
     let e: number;
-    if (s.length > 0) {
+    if (runHappened(ctx, h, level)) {
+      e = 0; // the end of a run that happened (its overrun hour is empty as often as not)
+    } else if (s.length > 0) {
       e = median(s) * level;
     } else {
       // New customer: the same hour on the previous days, before the silence began.
@@ -478,7 +564,7 @@ function judgeGap(ctx: Ctx, describe: DescribeOptions): Detection | undefined {
   // The last silent hour alone is an outage where it is always busy: every weekly sample well above counting noise (a busy customer's hour, a cron's run).
   const lastSamples = weeklySamples(ctx, n - 1, p.baselineWeeks);
   const lastExpected = lastSamples.length ? median(lastSamples) * level : 0;
-  const outage = !fallback && lastSamples.length >= MIN_LEVEL_WEEKS && lastExpected / D >= p.outageMinExpected && (Math.min(...lastSamples) * level) / D >= p.outageMinExpected / 2;
+  const outage = !fallback && !runHappened(ctx, n - 1, level) && lastSamples.length >= MIN_LEVEL_WEEKS && lastExpected / D >= p.outageMinExpected && (Math.min(...lastSamples) * level) / D >= p.outageMinExpected / 2;
   if (!long && !outage) return undefined;
   if (!long) {
     runStart = n - 1;
