@@ -13,8 +13,8 @@ import { ClickHouseInvoiceStore, type AggregateRow, type FinalizedFilter, type I
 import type { Invoice } from './invoice-types.ts';
 import { KvInvoiceNumbering } from './numbering.ts';
 import type { Period } from './periods.ts';
-import type { PreviewDraft } from './contracts.ts';
-import { InvoicePreview, type InvoicePreviews } from './preview.ts';
+import type { InvoicePreviews, PreviewDraft } from './contracts.ts';
+import { InvoicePreview } from './preview.ts';
 import { InvoiceProjection } from './projection.ts';
 import type { InvoiceInZone } from './revenue.ts';
 

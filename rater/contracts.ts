@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { PriceSchema } from './pricing/schema.ts';
+import type { Invoice } from './invoice-types.ts';
 
 /**
  * The rater's shapes the API returns as they are: plans and subscriptions of the billing catalog
@@ -179,6 +180,25 @@ export const PreviewDraftSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('terms'), subscription: z.string().min(1), overrides: OverridesSchema.optional(), discounts: z.array(DiscountSchema).optional() }).strict(),
 ]);
 export type PreviewDraft = z.infer<typeof PreviewDraftSchema>;
+
+/** One subscription's current-period invoice now, and with the draft applied. */
+export interface InvoicePreviewItem {
+  subscription: string;
+  customer: string;
+  periodStart: string;
+  periodEnd: string;
+  before: Invoice;
+  after: Invoice;
+  /** after.total - before.total. */
+  difference: string;
+}
+
+/** POST /api/v1/invoices/preview. */
+export interface InvoicePreviews {
+  /** The cutoff: usage ingested by then is counted. */
+  asOf: string;
+  items: InvoicePreviewItem[];
+}
 
 /**
  * Invoice-ready totals of one customer, currency, meter and line kind (see `InvoiceStore.aggregates`;

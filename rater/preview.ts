@@ -2,28 +2,9 @@ import { AppError } from '../common/errors.ts';
 import { Decimal } from '../common/decimal.ts';
 import type { BillingCatalog } from './billing-catalog.ts';
 import { changePlan, type Subscription } from './catalog.ts';
-import type { Plan, PreviewDraft } from './contracts.ts';
+import type { InvoicePreviewItem, InvoicePreviews, Plan, PreviewDraft } from './contracts.ts';
 import { InvoiceComputer, type BillingOptions, type BillingReads, type BillingUsage } from './invoice-compute.ts';
-import type { Invoice } from './invoice-types.ts';
 import { appendVersion, phaseVersion, planVersion, versionAt } from './plan-versions.ts';
-
-/** One subscription's current-period invoice now, and with the draft applied. */
-export interface InvoicePreviewItem {
-  subscription: string;
-  customer: string;
-  periodStart: string;
-  periodEnd: string;
-  before: Invoice;
-  after: Invoice;
-  /** after.total - before.total. */
-  difference: string;
-}
-
-export interface InvoicePreviews {
-  /** The cutoff: usage ingested by then is counted. */
-  asOf: string;
-  items: InvoicePreviewItem[];
-}
 
 export interface InvoicePreviewDeps {
   catalog: BillingCatalog;

@@ -41,6 +41,7 @@ export function qs(q: Query = {}): string {
 export interface Api {
   get<T>(path: string, q?: Query): Promise<T>;
   post<T>(path: string, body?: unknown): Promise<T>;
+  patch<T>(path: string, body: unknown): Promise<T>;
   del(path: string): Promise<void>;
 }
 
@@ -71,6 +72,7 @@ export function createApi(s: Session, onUnauthorized: () => void): Api {
   return {
     get: (path, q) => call('GET', path + qs(q)),
     post: (path, body) => call('POST', path, body ?? {}),
+    patch: (path, body) => call('PATCH', path, body),
     del: (path) => call('DELETE', path),
   };
 }

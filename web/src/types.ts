@@ -11,7 +11,7 @@ import type { Invoice } from '../../rater/invoice-types.ts';
 export type { Account, AccountRow, Accounts, AccountsPage, AccountSummary, Adjustment, DeadLetter, DeadLetters, Items, PortalAlert, PortalMeter, PortalTokenCreated, PortalTokenRecord, Redriven, UsageReconcile, UsageReconcileRow, WhoAmI } from '../../api/contracts.ts';
 export type { AnomalyRecord } from '../../anomaly/types.ts';
 export type { Meter } from '../../meter/contracts.ts';
-export type { AggregateRow, Plan, Subscription } from '../../rater/contracts.ts';
+export type { AggregateRow, InvoicePreviewItem, InvoicePreviews, Plan, PlanVersion, PlanView, Subscription } from '../../rater/contracts.ts';
 export type { Invoice, InvoiceLine } from '../../rater/invoice-types.ts';
 export type { BreakdownRow } from '../../rater/pricing/types.ts';
 export type { ReconcileLine, UsageResult, UsageRow } from '../../usage/contracts.ts';
