@@ -22,6 +22,7 @@ import { registerAnomalyRoutes, type AnomalyRouteDeps } from './routes/anomalies
 import { registerDashboardRoutes } from './routes/dashboard.ts';
 import { registerPortalRoutes } from './routes/portal.ts';
 import { registerUnbilledRoutes } from './routes/unbilled.ts';
+import { registerRevenueRoutes } from './routes/revenue.ts';
 import { registerUi } from './ui.ts';
 import type { AccountsCacheOptions } from './accounts-cache.ts';
 import type { BatchPricing } from './accounts.ts';
@@ -159,6 +160,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     registerAdminRoutes(app, withUsage);
     if (deps.billing) registerBillingRoutes(app, withUsage, deps.billing);
     if (deps.billing) registerUnbilledRoutes(app, withUsage, deps.billing);
+    if (deps.billing) registerRevenueRoutes(app, deps.billing);
     if (deps.anomalies) registerAnomalyRoutes(app, withUsage, deps.anomalies);
     registerDashboardRoutes(app, withUsage);
     if (deps.billing) registerPortalRoutes(app, withUsage, deps.billing);

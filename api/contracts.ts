@@ -289,3 +289,30 @@ export const UnbilledSchema = z.object({
   currencyTotals: z.array(z.object({ currency: z.string(), amount: z.string(), rows: z.number().int() })),
 });
 export type Unbilled = z.infer<typeof UnbilledSchema>;
+
+/** One customer's revenue of one product in one currency for a month (GET /api/v1/revenue; docs/revenue.md). Amounts in the currency's major unit. */
+export const RevenueRowSchema = z.object({
+  customer: z.string(),
+  currency: z.string(),
+  product: z.string().describe('base_fee, usage.<charge>, minimum_commitment or one_time'),
+  deferredOpening: z.string().describe('deferred revenue at the start of the month'),
+  billed: z.string().describe('billed by the invoices filed in the month (their period starts in it, in the customer zone), net of discounts and credits'),
+  recognized: z.string().describe('recognized in the month, net of discounts and credits'),
+  deferredClosing: z.string().describe('deferred revenue at the end of the month: deferredOpening + billed - recognized'),
+});
+
+/** GET /api/v1/revenue: the month's revenue per customer, product and currency, with totals per currency. */
+export const RevenueReportSchema = z.object({
+  month: z.string(),
+  rows: z.array(RevenueRowSchema),
+  totals: z.array(RevenueRowSchema.omit({ customer: true, product: true })),
+});
+export type RevenueReportBody = z.infer<typeof RevenueReportSchema>;
+
+/** GET /api/v1/journal/check: the month's journal balances and ties out to the invoices, per currency. */
+export const JournalCheckSchema = z.object({
+  month: z.string(),
+  ok: z.boolean(),
+  checks: z.array(z.object({ name: z.string(), currency: z.string(), expected: z.string(), actual: z.string(), ok: z.boolean(), rule: z.string() })),
+});
+export type JournalCheckBody = z.infer<typeof JournalCheckSchema>;
