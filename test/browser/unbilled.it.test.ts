@@ -90,15 +90,21 @@ describe('Unbilled usage page in Chromium', () => {
   };
 
   /** What the page shows: each row's reason, subject, meter and exact values, and each total. */
-  const onScreen = (page: Page) =>
-    page.evaluate(() => ({
-      month: (document.getElementById('unbilled-month') as HTMLInputElement).value,
-      rows: [...document.querySelectorAll('table.unbilled-rows tbody tr')].map((tr) => {
+  const onScreen = async (page: Page) => ({
+    month: await page.locator('#unbilled-month').inputValue(),
+    rows: await page.locator('table.unbilled-rows tbody tr').evaluateAll((trs) =>
+      trs.map((tr) => {
         const cells = tr.querySelectorAll('td');
-        return { reason: tr.getAttribute('data-reason'), subject: tr.getAttribute('data-subject'), meter: tr.getAttribute('data-meter'), quantity: cells[1]!.getAttribute('data-value'), amount: cells[2]!.getAttribute('data-value'), amountText: cells[2]!.textContent, section: tr.closest('section')!.querySelector('h2')!.textContent };
+        return { reason: tr.getAttribute('data-reason'), subject: tr.getAttribute('data-subject'), meter: tr.getAttribute('data-meter'), quantity: cells[1]!.getAttribute('data-value'), amount: cells[2]!.getAttribute('data-value'), amountText: cells[2]!.textContent, section: tr.closest('section')?.querySelector('h2')?.textContent };
       }),
-      totals: [...document.querySelectorAll('table.unbilled-totals tbody tr')].map((tr) => ({ reason: tr.getAttribute('data-total-reason'), currency: tr.getAttribute('data-currency'), rows: tr.querySelectorAll('td')[0]!.getAttribute('data-value'), amount: tr.querySelectorAll('td')[1]!.getAttribute('data-value'), amountText: tr.querySelectorAll('td')[1]!.textContent })),
-    }));
+    ),
+    totals: await page.locator('table.unbilled-totals tbody tr').evaluateAll((trs) =>
+      trs.map((tr) => {
+        const cells = tr.querySelectorAll('td');
+        return { reason: tr.getAttribute('data-total-reason'), currency: tr.getAttribute('data-currency'), rows: cells[0]!.getAttribute('data-value'), amount: cells[1]!.getAttribute('data-value'), amountText: cells[1]!.textContent };
+      }),
+    ),
+  });
 
   const SECTION: Record<string, string> = { meter_not_priced: 'Meters no plan charges', unknown_subject: 'Unknown subjects', no_subscription: 'No subscription', meter_not_in_plan: 'Meter not in the plan' };
   const shown = (amount: string | null, currency: string | null) => (amount === null || currency === null ? 'no price' : money(amount, currency));
@@ -120,7 +126,8 @@ describe('Unbilled usage page in Chromium', () => {
     // Both currencies are there: the EUR customer's calls and the USD customer's after the end.
     expect(api.currencyTotals.map((t) => t.currency)).toEqual(['EUR', 'USD']);
     // No sideways page scroll; a table wider than the screen scrolls inside its own box.
-    const widths = await page.evaluate(() => ({ doc: document.documentElement.scrollWidth, win: window.innerWidth, wraps: [...document.querySelectorAll('.table-wrap')].map((w) => w.getBoundingClientRect().right) }));
+    // A string: this file is type-checked without the DOM's globals.
+    const widths = (await page.evaluate("({ doc: document.documentElement.scrollWidth, win: window.innerWidth, wraps: [...document.querySelectorAll('.table-wrap')].map((w) => w.getBoundingClientRect().right) })")) as { doc: number; win: number; wraps: number[] };
     expect(widths.doc, `page width at ${widths.win} px`).toBeLessThanOrEqual(widths.win);
     for (const right of widths.wraps) expect(right).toBeLessThanOrEqual(widths.win);
     fs.mkdirSync(SCREENSHOT_DIR, { recursive: true });
