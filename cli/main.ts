@@ -10,6 +10,7 @@ import type { openCatalog, Role } from './runtime.ts';
 import type { RateInput } from '../rater/pricing/index.ts';
 import { registerInvoiceCommand } from './invoice-dry-run.ts';
 import { registerUnbilledCommand } from './unbilled.ts';
+import { registerRevenueCommands } from './revenue.ts';
 
 // What a command runs loads when it runs, so `--help`, `--version` and the light commands never
 // load fastify, NATS, chDB or Stripe: in the bundle (deploy/build.mjs) each import() below is a
@@ -286,6 +287,7 @@ program
 
 registerInvoiceCommand(program); // meterline invoice --dry-run --scenario <file> (cli/invoice-dry-run.ts)
 registerUnbilledCommand(program, apiTarget); // meterline unbilled --month YYYY-MM [--csv] (cli/unbilled.ts)
+registerRevenueCommands(program, apiTarget); // meterline revenue --month YYYY-MM [--csv], meterline journal --month YYYY-MM [--format] [--check] (cli/revenue.ts)
 
 function apiTarget(urlOpt?: string): { url: string; key: string } {
   const cfg = config();
