@@ -1,13 +1,19 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 
 // The `meterline` command as a user runs it: bin/meterline.mjs in a child process.
 const root = path.resolve(import.meta.dirname, '..');
 const meterline = (...args: string[]) => spawnSync(process.execPath, [path.join(root, 'bin', 'meterline.mjs'), ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
 
 describe('meterline CLI', () => {
+  // Through the bundle, as after `npm start` (deploy/setup.mjs builds it; quick when up to date).
+  beforeAll(() => {
+    const b = spawnSync(process.execPath, [path.join(root, 'deploy', 'build.mjs')], { cwd: root, encoding: 'utf8' });
+    expect(b.status, b.stderr).toBe(0);
+  });
+
   it('--version prints the version of package.json', () => {
     const r = meterline('--version');
     expect(r.status).toBe(0);
