@@ -20,6 +20,8 @@
  *   thousands. Spike: z ≥ `zThreshold` and ≥ `minRatio`×; drop likewise below, not at low volume
  *   (expected/D < `minExpected`), not when the hour before held the missing events, and not on a
  *   weekday that so far looks like a weekend day (a holiday). Critical from twice both thresholds.
+ * - Cron runs (a block of ≤ `RUN_MAX_HOURS` busy hours between quiet ones in the weekly profile)
+ *   are judged per run: from the hour before the run to now, against that window's weekly totals.
  * - Gap: the trailing silence holds `gapHours` active hours and `gapMinExpected` events (over D),
  *   or its last hour alone is an outage: ≥ `outageMinExpected` due and every weekly sample at least
  *   half of it (a busy hour, a cron's run). Not on a weekend-looking day where a weekend day could be
