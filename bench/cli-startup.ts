@@ -127,29 +127,27 @@ async function main() {
   }
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'meterline-cli-startup-'));
   const rows: [string, string, Stats][] = [];
-  try {
-    for (const p of paths as LoadPath[]) {
-      // One untimed run: the page cache holds node_modules and tsx's cache is warm, as for a user.
-      timeCommand(p, ['--version'], scratch);
-      for (const args of COMMANDS) {
-        const samples = Array.from({ length: runs }, () => timeCommand(p, args, scratch));
-        rows.push([`meterline ${args.join(' ')}`, p, stats(samples)]);
-        process.stderr.write(`${p}: meterline ${args.join(' ')}: ${fmt(rows.at(-1)![2])}\n`);
-      }
-      if (startRuns > 0) {
-        const samples: number[] = [];
-        for (let i = 0; i < startRuns; i++) samples.push(await timeStart(p, scratch));
-        rows.push(['meterline start → /readyz 200', p, stats(samples)]);
-        process.stderr.write(`${p}: start → /readyz: ${fmt(rows.at(-1)![2])}\n`);
-      }
+  // The paths take turns run by run, so a change in the machine's load (it is shared) falls on all of them alike.
+  const measure = async (what: string, once: (p: LoadPath) => Promise<number>, n: number) => {
+    const samples = new Map<LoadPath, number[]>(paths.map((p) => [p as LoadPath, []]));
+    for (let i = 0; i < n; i++) for (const p of paths as LoadPath[]) samples.get(p)!.push(await once(p));
+    for (const [p, s] of samples) {
+      rows.push([what, p, stats(s)]);
+      process.stderr.write(`${p}: ${what}: ${fmt(rows.at(-1)![2])}\n`);
     }
+  };
+  try {
+    // One untimed run per path: the page cache holds node_modules and tsx's cache is warm, as for a user.
+    for (const p of paths as LoadPath[]) timeCommand(p, ['--version'], scratch);
+    for (const args of COMMANDS) await measure(`meterline ${args.join(' ')}`, async (p) => timeCommand(p, args, scratch), runs);
+    if (startRuns > 0) await measure('meterline start → /readyz 200', (p) => timeStart(p, scratch), startRuns);
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true });
   }
 
   const m = machine();
   const table = [
-    `Machine: ${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB, Node ${m.node}, ${m.os}; load average at the end ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}.`,
+    `Paths measured in turns, run by run. Machine: ${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB, Node ${m.node}, ${m.os}; load average at the end ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}.`,
     '',
     '| what | path | mean ± sd | min–max | runs |',
     '|---|---|---|---|---|',
